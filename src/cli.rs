@@ -1,0 +1,190 @@
+//! Command-line interface: the clap definition, logging set-up, and the one place where an
+//! outcome becomes an exit code. Each subcommand lives in `cmd/<name>.rs`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::cmd;
+use crate::exit::{exit_for, Exit};
+
+/// Carry Emerging Threats IDS rulesets across an air gap into ThreatQ.
+#[derive(Debug, Parser)]
+#[command(name = "etferry", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Config file, or a directory holding fetch.yaml / watch.yaml (default: config/)
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE|DIR")]
+    pub config: Option<PathBuf>,
+    /// Also write logs to a daily-rotated file in DIR
+    #[arg(long, global = true, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// How many rotated log files to keep
+    #[arg(long, global = true, default_value_t = 14, value_name = "N")]
+    pub log_keep: usize,
+    /// More detail in logs: -v info, -vv debug, -vvv trace
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log line format
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse rule files, directories or archives and summarise them
+    Parse(cmd::parse::Args),
+    /// Mirror the configured ET rulesets into signed bundles in the spool (DMZ side)
+    Fetch(cmd::fetch::Args),
+    /// Create a minisign key pair for signing bundles
+    Keygen(cmd::keygen::Args),
+    /// Check bundles: signature, manifest, sizes, sha256, expiry
+    Verify(cmd::verify::Args),
+    /// Verify, parse, diff and store bundles once (air-gapped side)
+    Ingest(cmd::ingest::Args),
+    /// Watch the inbox and ingest bundles as they arrive (service)
+    Watch(cmd::watch::Args),
+    /// Per-source state of the embedded store
+    Status(cmd::status::Args),
+    /// The per-SID change report of an ingested bundle
+    Report(cmd::report::Args),
+    /// Query the rules in the embedded store
+    Rules(cmd::rules::Args),
+    /// Send pending changes to a sink
+    Export(cmd::export::Args),
+    /// Write a config interactively (or from piped answers)
+    Init(cmd::init::Args),
+    /// Check configuration files
+    Config(cmd::config::Args),
+    /// Run the whole pipeline offline on the bundled ET sample
+    Demo(cmd::demo::Args),
+    /// Print shell completions
+    Completions(cmd::completions::Args),
+    /// Print the man page
+    Man(cmd::completions::ManArgs),
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _guard = init_logging(&cli.global);
+    let exit = match run(cli) {
+        Ok(exit) => exit,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                // `etferry rules | head` is a normal way to end.
+                Exit::Ok
+            } else {
+                eprintln!("etferry: error: {err:#}");
+                exit_for(&err)
+            }
+        }
+    };
+    ExitCode::from(exit.code())
+}
+
+fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Parse(a) => cmd::parse::run(a, g),
+        Command::Fetch(a) => cmd::fetch::run(a, g),
+        Command::Keygen(a) => cmd::keygen::run(a, g),
+        Command::Verify(a) => cmd::verify::run(a, g),
+        Command::Ingest(a) => cmd::ingest::run(a, g),
+        Command::Watch(a) => cmd::watch::run(a, g),
+        Command::Status(a) => cmd::status::run(a, g),
+        Command::Report(a) => cmd::report::run(a, g),
+        Command::Rules(a) => cmd::rules::run(a, g),
+        Command::Export(a) => cmd::export::run(a, g),
+        Command::Init(a) => cmd::init::run(a, g),
+        Command::Config(a) => cmd::config::run(a, g),
+        Command::Demo(a) => cmd::demo::run(a, g),
+        Command::Completions(a) => cmd::completions::run(a, g),
+        Command::Man(a) => cmd::completions::run_man(a, g),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Logs go to stderr (stdout is for reports and JSON), and optionally to a rotated file.
+fn init_logging(g: &Global) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{fmt, EnvFilter};
+
+    let level = match g.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("ETFERRY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("etferry={level},warn")));
+    let ansi = std::io::stderr().is_terminal();
+    let json = g.log_format == LogFormat::Json;
+
+    let stderr_layer = if json {
+        fmt::layer().json().with_writer(std::io::stderr).boxed()
+    } else {
+        fmt::layer()
+            .with_ansi(ansi)
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .boxed()
+    };
+
+    let (file_layer, guard) = match &g.log_dir {
+        Some(dir) => match tracing_appender::rolling::Builder::new()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("etferry")
+            .filename_suffix("log")
+            .max_log_files(g.log_keep.max(1))
+            .build(dir)
+        {
+            Ok(appender) => {
+                let (w, guard) = tracing_appender::non_blocking(appender);
+                let layer = if json {
+                    fmt::layer().json().with_writer(w).boxed()
+                } else {
+                    fmt::layer().with_ansi(false).with_writer(w).boxed()
+                };
+                (Some(layer), Some(guard))
+            }
+            Err(e) => {
+                eprintln!(
+                    "etferry: warning: cannot log to {}: {e}; logging to stderr only",
+                    dir.display()
+                );
+                (None, None)
+            }
+        },
+        None => (None, None),
+    };
+
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr_layer)
+        .with(file_layer)
+        .try_init();
+    guard
+}

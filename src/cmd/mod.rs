@@ -1,0 +1,16 @@
+//! One module per subcommand: its arguments and a short `run` that calls into the library.
+
+pub mod completions;
+pub mod config;
+pub mod demo;
+pub mod export;
+pub mod fetch;
+pub mod ingest;
+pub mod init;
+pub mod keygen;
+pub mod parse;
+pub mod report;
+pub mod rules;
+pub mod status;
+pub mod verify;
+pub mod watch;

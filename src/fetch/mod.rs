@@ -1,0 +1,1 @@
+//! fetch: see ARCHITECTURE.md.

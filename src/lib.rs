@@ -1,0 +1,17 @@
+//! etferry: carries Proofpoint Emerging Threats rulesets from the internet into ThreatQ, across an
+//! air gap. See ARCHITECTURE.md for the module map and the path a bundle takes.
+
+pub mod archive;
+pub mod bundle;
+pub mod catalog;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod exit;
+pub mod fetch;
+pub mod fsutil;
+pub mod ingest;
+pub mod rules;
+pub mod secret;
+pub mod sinks;
+pub mod store;
