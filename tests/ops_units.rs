@@ -12,7 +12,11 @@ fn scripts() -> &'static Path {
 
 #[test]
 fn systemd_units_pass_systemd_analyze_verify() {
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipping: systemd-analyze is not installed on this machine");
         return;
     }
@@ -43,10 +47,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         // Lines about the host's own units are not ours; only complain about lines naming ours.
         let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("etferry")).collect();
-        assert!(
-            out.status.success() && ours.is_empty(),
-            "{unit}: {stderr}"
-        );
+        assert!(out.status.success() && ours.is_empty(), "{unit}: {stderr}");
     }
 }
 
@@ -68,16 +69,24 @@ fn watch_unit_is_hardened() {
 
 #[test]
 fn completions_and_man_page_cover_every_subcommand() {
-    let out = Command::new(BIN).args(["completions", "bash"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let bash = String::from_utf8(out.stdout).unwrap();
     let man = Command::new(BIN).arg("man").output().unwrap();
     assert!(man.status.success());
     let man = String::from_utf8(man.stdout).unwrap();
-    for sub in ["fetch", "verify", "watch", "ingest", "status", "report", "rules", "keygen"] {
+    for sub in [
+        "fetch", "verify", "watch", "ingest", "status", "report", "rules", "keygen",
+    ] {
         assert!(bash.contains(sub), "completions lack {sub}");
         assert!(man.contains(sub), "man page lacks {sub}");
     }
-    let bad = Command::new(BIN).args(["completions", "tcsh"]).output().unwrap();
+    let bad = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2), "unknown shell is a usage error");
 }
