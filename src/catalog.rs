@@ -11,7 +11,13 @@ pub const ET_OPEN_BASE: &str = "https://rules.emergingthreats.net/";
 pub const ET_PRO_BASE: &str = "https://rules.emergingthreatspro.com/";
 
 /// The ruleset ids a source may name.
-pub const RULESETS: &[&str] = &["et-open", "et-open-nogpl", "et-pro", "et-blockrules", "custom"];
+pub const RULESETS: &[&str] = &[
+    "et-open",
+    "et-open-nogpl",
+    "et-pro",
+    "et-blockrules",
+    "custom",
+];
 
 /// Files of `et-blockrules`, relative to the base URL (DESIGN.md "Rulesets", et-rulesets.md §1.6).
 pub const BLOCKRULES_FILES: &[&str] = &[
@@ -154,10 +160,21 @@ mod tests {
 
     #[test]
     fn engines_are_checked() {
-        for ok in ["suricata-7.0.3", "suricata-5.0", "snort-2.9.0", "snort-edge"] {
+        for ok in [
+            "suricata-7.0.3",
+            "suricata-5.0",
+            "snort-2.9.0",
+            "snort-edge",
+        ] {
             assert!(valid_engine(ok), "{ok}");
         }
-        for bad in ["suricata", "suricata-7", "suricata-7.x", "snort-3.0", "../x"] {
+        for bad in [
+            "suricata",
+            "suricata-7",
+            "suricata-7.x",
+            "snort-3.0",
+            "../x",
+        ] {
             assert!(!valid_engine(bad), "{bad}");
         }
     }

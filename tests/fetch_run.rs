@@ -12,7 +12,11 @@ fn suricata_only(srv: &Server) -> String {
 }
 
 fn no_tmp_left(site: &Site) {
-    let tmp: Vec<_> = site.bundles().into_iter().filter(|n| n.starts_with('.')).collect();
+    let tmp: Vec<_> = site
+        .bundles()
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
     assert!(tmp.is_empty(), "partial bundle left in the spool: {tmp:?}");
 }
 
@@ -62,13 +66,24 @@ fn first_run_publishes_then_unchanged_run_downloads_no_archive_then_change_gives
             "et-open-suricata-5.0-00000001"
         ]
     );
-    assert!(r1.stdout().contains("3 new, 0 heartbeat, 0 failed"), "{}", r1.stdout());
+    assert!(
+        r1.stdout().contains("3 new, 0 heartbeat, 0 failed"),
+        "{}",
+        r1.stdout()
+    );
     site.verify_all();
     let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(site.spool().join("et-open-suricata-5.0-00000001/manifest.json")).unwrap(),
+        &std::fs::read(
+            site.spool()
+                .join("et-open-suricata-5.0-00000001/manifest.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
-    assert_eq!(manifest["upstream"]["md5_published"], "3ed507977921535c79d7d322803cdd34");
+    assert_eq!(
+        manifest["upstream"]["md5_published"],
+        "3ed507977921535c79d7d322803cdd34"
+    );
     assert_eq!(manifest["upstream"]["md5_matched"], true);
     assert_eq!(manifest["upstream"]["version"], "4548");
     assert_eq!(manifest["files"][0]["size"], 2_094_690);
@@ -88,9 +103,15 @@ fn first_run_publishes_then_unchanged_run_downloads_no_archive_then_change_gives
     assert_eq!(rep["archive_bytes"], 0);
     assert_eq!(rep["heartbeats"], 3);
     assert!(r2.stdout().contains("(0 archive bytes)"), "{}", r2.stdout());
-    assert!(site.bundles().contains(&"et-open-suricata-5.0-00000002".to_string()));
+    assert!(site
+        .bundles()
+        .contains(&"et-open-suricata-5.0-00000002".to_string()));
     let hb: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(site.spool().join("et-open-suricata-5.0-00000002/manifest.json")).unwrap(),
+        &std::fs::read(
+            site.spool()
+                .join("et-open-suricata-5.0-00000002/manifest.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert!(hb["unchanged_since"].is_string());
@@ -101,8 +122,16 @@ fn first_run_publishes_then_unchanged_run_downloads_no_archive_then_change_gives
     let r3 = site.fetch();
     assert_eq!(r3.code(), 0, "{}", r3.all());
     let dir = site.spool().join("et-open-suricata-5.0-00000003");
-    assert_eq!(std::fs::read(dir.join("emerging.rules.tar.gz")).unwrap(), new);
-    assert!(r3.stdout().contains("et-open-suricata-5.0: new bundle et-open-suricata-5.0-00000003 (sequence 3"), "{}", r3.stdout());
+    assert_eq!(
+        std::fs::read(dir.join("emerging.rules.tar.gz")).unwrap(),
+        new
+    );
+    assert!(
+        r3.stdout()
+            .contains("et-open-suricata-5.0: new bundle et-open-suricata-5.0-00000003 (sequence 3"),
+        "{}",
+        r3.stdout()
+    );
     site.verify_all();
 }
 
@@ -139,12 +168,23 @@ fn md5_mismatch_is_retried_a_bounded_number_of_times_then_fails() {
     let (srv, _, _) = fault_case(
         |srv, _| {
             upstream_changes(srv);
-            srv.put(&format!("{SURI}.md5"), b"0123456789abcdef0123456789abcdef\n".to_vec());
+            srv.put(
+                &format!("{SURI}.md5"),
+                b"0123456789abcdef0123456789abcdef\n".to_vec(),
+            );
             srv.clear_log();
         },
-        &["md5 of the download is", "0123456789abcdef0123456789abcdef", "after 3 downloads"],
+        &[
+            "md5 of the download is",
+            "0123456789abcdef0123456789abcdef",
+            "after 3 downloads",
+        ],
     );
-    assert_eq!(srv.requests_for(SURI), 3, "retries: 2 → 3 downloads, no more");
+    assert_eq!(
+        srv.requests_for(SURI),
+        3,
+        "retries: 2 → 3 downloads, no more"
+    );
 }
 
 #[test]
@@ -166,13 +206,17 @@ fn not_found_says_the_engine_version_is_not_published() {
     let srv = Server::start();
     let site = Site::new();
     site.config(
-        &format!("  - ruleset: et-open\n    engine: suricata-9.9\n    base_url: {}\n", srv.base),
+        &format!(
+            "  - ruleset: et-open\n    engine: suricata-9.9\n    base_url: {}\n",
+            srv.base
+        ),
         "",
     );
     let r = site.fetch();
     assert_eq!(r.code(), 1, "{}", r.all());
     assert!(
-        r.all().contains("engine version suricata-9.9 is not published upstream"),
+        r.all()
+            .contains("engine version suricata-9.9 is not published upstream"),
         "{}",
         r.all()
     );
@@ -192,7 +236,9 @@ fn server_error_then_success_publishes() {
     let r = site.fetch();
     assert_eq!(r.code(), 0, "{}", r.all());
     assert_eq!(srv.requests_for(SURI), 2);
-    assert!(site.bundles().contains(&"et-open-suricata-5.0-00000002".to_string()));
+    assert!(site
+        .bundles()
+        .contains(&"et-open-suricata-5.0-00000002".to_string()));
     site.verify_all();
 }
 
@@ -209,7 +255,11 @@ fn rate_limit_with_retry_after_sets_a_cool_down_honoured_next_run() {
     srv.clear_log();
     let next = site.fetch();
     assert_eq!(next.code(), 0, "{}", next.all());
-    assert!(srv.log().is_empty(), "cooling source contacted upstream: {:?}", srv.log());
+    assert!(
+        srv.log().is_empty(),
+        "cooling source contacted upstream: {:?}",
+        srv.log()
+    );
     assert!(next.stdout().contains("cooling down"), "{}", next.stdout());
     assert_eq!(site.last_report()["sources"][0]["status"], "cooling_down");
 }
@@ -259,7 +309,10 @@ fn proxy_with_credentials_works_and_without_gets_407() {
     );
     let r = site.fetch();
     assert_eq!(r.code(), 0, "{}", r.all());
-    assert!(*proxy.forwarded.lock().unwrap() >= 2, "requests did not go through the proxy");
+    assert!(
+        *proxy.forwarded.lock().unwrap() >= 2,
+        "requests did not go through the proxy"
+    );
     assert!(!r.all().contains("pr0xyS3cret"));
     assert_no_secret_in_files(&site, "pr0xyS3cret");
 
@@ -283,7 +336,10 @@ fn write_error_while_publishing_leaves_no_partial_bundle_and_skips_the_sequence_
     let before = site.spool_snapshot();
     // A 2.5 MB upstream change against a 100 kB file-size limit: writing the payload fails
     // (EFBIG), the way a full disk fails a write.
-    srv.put_archive(SURI, corpus("et-open-snort-2.9.0-2020-03-27/emerging.rules.tar.gz"));
+    srv.put_archive(
+        SURI,
+        corpus("et-open-snort-2.9.0-2020-03-27/emerging.rules.tar.gz"),
+    );
     srv.put("/open/suricata-5.0/version.txt", b"7167\n".to_vec());
     let cfg = site.path("fetch.yaml");
     let out = std::process::Command::new("sh")
@@ -297,14 +353,24 @@ fn write_error_while_publishing_leaves_no_partial_bundle_and_skips_the_sequence_
         .unwrap();
     let run = Run(out);
     assert_eq!(run.code(), 1, "{}", run.all());
-    assert!(run.all().contains("cannot publish bundle et-open-suricata-5.0-00000002"), "{}", run.all());
+    assert!(
+        run.all()
+            .contains("cannot publish bundle et-open-suricata-5.0-00000002"),
+        "{}",
+        run.all()
+    );
     assert!(run.all().contains("sequence 2 is skipped"), "{}", run.all());
     assert_eq!(site.spool_snapshot(), before);
     no_tmp_left(&site);
     // With room again, the next run publishes with the next unused sequence.
     let again = site.fetch();
     assert_eq!(again.code(), 0, "{}", again.all());
-    assert!(site.bundles().contains(&"et-open-suricata-5.0-00000003".to_string()), "{:?}", site.bundles());
+    assert!(
+        site.bundles()
+            .contains(&"et-open-suricata-5.0-00000003".to_string()),
+        "{:?}",
+        site.bundles()
+    );
     site.verify_all();
 }
 
@@ -357,19 +423,39 @@ fn oinkcode_appears_nowhere_even_on_failure() {
         "",
     );
     // Not published yet: 404 on a URL that holds the code.
-    let fail = etferry(&["-vv", "fetch", "-c", site.path("fetch.yaml").to_str().unwrap(), "--now"]);
+    let fail = etferry(&[
+        "-vv",
+        "fetch",
+        "-c",
+        site.path("fetch.yaml").to_str().unwrap(),
+        "--now",
+    ]);
     let fail = Run(fail);
     assert_eq!(fail.code(), 1, "{}", fail.all());
-    assert!(fail.all().contains("/***/snort-2.9.0/etpro.rules.tar.gz"), "{}", fail.all());
+    assert!(
+        fail.all().contains("/***/snort-2.9.0/etpro.rules.tar.gz"),
+        "{}",
+        fail.all()
+    );
     assert!(!fail.all().contains(OINKCODE), "{}", fail.all());
     // A 500 storm, then success; the bundle's manifest shows the redacted URL.
     srv.put_archive(PRO, small_archive(2));
     srv.fault(PRO, Fault::Status(500), 1);
-    let ok = Run(etferry(&["-vv", "fetch", "-c", site.path("fetch.yaml").to_str().unwrap(), "--now"]));
+    let ok = Run(etferry(&[
+        "-vv",
+        "fetch",
+        "-c",
+        site.path("fetch.yaml").to_str().unwrap(),
+        "--now",
+    ]));
     assert_eq!(ok.code(), 0, "{}", ok.all());
     assert!(!ok.all().contains(OINKCODE), "{}", ok.all());
     assert_no_secret_in_files(&site, OINKCODE);
-    let m = std::fs::read_to_string(site.spool().join("et-pro-snort-2.9.0-00000001/manifest.json")).unwrap();
+    let m = std::fs::read_to_string(
+        site.spool()
+            .join("et-pro-snort-2.9.0-00000001/manifest.json"),
+    )
+    .unwrap();
     assert!(m.contains("/***/snort-2.9.0/etpro.rules.tar.gz"), "{m}");
 }
 
@@ -380,7 +466,11 @@ fn bad_config_exits_2_naming_file_and_key() {
     std::fs::write(&p, "spool: s\nstate: t\nsigning_key: keys/bundle.key\nsources:\n  - ruleset: et-open\n    engine: suricata-7.0.3\n    colour: blue\n").unwrap();
     let r = Run(etferry(&["fetch", "-c", p.to_str().unwrap()]));
     assert_eq!(r.code(), 2, "{}", r.all());
-    assert!(r.stderr().contains("fetch.yaml") && r.stderr().contains("colour"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("fetch.yaml") && r.stderr().contains("colour"),
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
@@ -390,7 +480,11 @@ fn min_interval_skips_a_recently_checked_source_unless_now() {
     site.config(&suricata_only(&srv), "");
     assert_eq!(site.fetch().code(), 0);
     srv.clear_log();
-    let r = Run(etferry(&["fetch", "-c", site.path("fetch.yaml").to_str().unwrap()]));
+    let r = Run(etferry(&[
+        "fetch",
+        "-c",
+        site.path("fetch.yaml").to_str().unwrap(),
+    ]));
     assert_eq!(r.code(), 0, "{}", r.all());
     assert!(r.stdout().contains("skipped"), "{}", r.stdout());
     assert!(srv.log().is_empty());

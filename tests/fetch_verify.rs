@@ -15,7 +15,14 @@ fn fetched(lifetime: &str) -> (Server, Site, PathBuf) {
         "",
     );
     let t = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, t.replace("bundle_lifetime: 14d", &format!("bundle_lifetime: {lifetime}"))).unwrap();
+    std::fs::write(
+        &cfg,
+        t.replace(
+            "bundle_lifetime: 14d",
+            &format!("bundle_lifetime: {lifetime}"),
+        ),
+    )
+    .unwrap();
     let r = site.fetch();
     assert_eq!(r.code(), 0, "{}", r.all());
     let dir = site.spool().join("et-blockrules-00000001");
@@ -48,7 +55,11 @@ fn verify(key: &Path, bundle: &Path) -> Run {
 fn rejected(run: &Run, why: &str) {
     assert_eq!(run.code(), 4, "{}", run.all());
     assert!(run.stdout().starts_with("FAIL "), "{}", run.stdout());
-    assert!(run.stdout().contains(why), "expected {why:?}: {}", run.stdout());
+    assert!(
+        run.stdout().contains(why),
+        "expected {why:?}: {}",
+        run.stdout()
+    );
 }
 
 #[test]
@@ -69,7 +80,10 @@ fn one_changed_payload_byte_is_rejected() {
     let mut bytes = std::fs::read(&f).unwrap();
     bytes[0] ^= 0x01;
     std::fs::write(&f, bytes).unwrap();
-    rejected(&verify(&site.pubkey(), &b), "blockrules/compromised-ips.txt");
+    rejected(
+        &verify(&site.pubkey(), &b),
+        "blockrules/compromised-ips.txt",
+    );
     // The untouched original still passes: the check is about the byte, not the copy.
     assert_eq!(verify(&site.pubkey(), &dir).code(), 0);
 }
@@ -89,9 +103,17 @@ fn changed_manifest_is_rejected() {
 fn wrong_key_is_rejected() {
     let (_srv, _site, dir) = fetched("14d");
     let other = tempfile::tempdir().unwrap();
-    let out = etferry(&["keygen", "--out", other.path().to_str().unwrap(), "--unencrypted"]);
+    let out = etferry(&[
+        "keygen",
+        "--out",
+        other.path().to_str().unwrap(),
+        "--unencrypted",
+    ]);
     assert!(out.status.success());
-    rejected(&verify(&other.path().join("bundle.pub"), &dir), "not a trusted key");
+    rejected(
+        &verify(&other.path().join("bundle.pub"), &dir),
+        "not a trusted key",
+    );
 }
 
 #[test]
@@ -129,7 +151,10 @@ fn several_bundles_one_line_each_and_any_failure_exits_4() {
     let out = r.stdout();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].starts_with("OK ") && lines[1].starts_with("FAIL "), "{out}");
+    assert!(
+        lines[0].starts_with("OK ") && lines[1].starts_with("FAIL "),
+        "{out}"
+    );
 }
 
 #[test]
@@ -145,7 +170,11 @@ fn keygen_with_password_file_makes_an_encrypted_key_that_fetch_can_use() {
         "--password-file",
         pw.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = std::fs::read_to_string(dir.path().join("keys/bundle.key")).unwrap();
     assert!(!key.contains("correct horse"));
     // No flag at all is a usage error: an unencrypted key must be asked for explicitly.
@@ -173,9 +202,15 @@ fn keygen_with_password_file_makes_an_encrypted_key_that_fetch_can_use() {
 
 #[test]
 fn fetched_bundle_and_heartbeat_verify_with_the_minisign_command() {
-    let have = std::process::Command::new("minisign").arg("-v").output().is_ok();
+    let have = std::process::Command::new("minisign")
+        .arg("-v")
+        .output()
+        .is_ok();
     if !have {
-        assert!(std::env::var_os("CI").is_none(), "minisign must be installed in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "minisign must be installed in CI"
+        );
         eprintln!("SKIPPED: minisign is not installed (apt-get install minisign)");
         return;
     }

@@ -15,5 +15,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let path = crate::config::locate(g.config.as_deref(), "fetch.yaml")?;
     let report = fetch::run_config(&path, RunOptions { now: args.now })?;
     print!("{}", report.summary());
-    Ok(if report.failed > 0 { Exit::Error } else { Exit::Ok })
+    Ok(if report.failed > 0 {
+        Exit::Error
+    } else {
+        Exit::Ok
+    })
 }

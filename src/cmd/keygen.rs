@@ -43,6 +43,9 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
         },
         pk.display()
     );
-    println!("copy {} to the air-gapped side's trusted keys", pk.display());
+    println!(
+        "copy {} to the air-gapped side's trusted keys",
+        pk.display()
+    );
     Ok(Exit::Ok)
 }

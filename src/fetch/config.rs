@@ -176,14 +176,20 @@ impl FetchConfig {
 
     fn from_file(path: &Path, f: FetchFile) -> anyhow::Result<FetchConfig> {
         let base = base_dir(path);
-        let bad = |key: String, what: String| usage(format!("config {}, key `{key}`: {what}", path.display()));
+        let bad = |key: String, what: String| {
+            usage(format!("config {}, key `{key}`: {what}", path.display()))
+        };
         if f.sources.is_empty() {
-            return Err(bad("sources".into(), "at least one source is needed".into()));
+            return Err(bad(
+                "sources".into(),
+                "at least one source is needed".into(),
+            ));
         }
         if f.keep_bundles == 0 {
             return Err(bad("keep_bundles".into(), "must be at least 1".into()));
         }
-        let signing_key_password = match (&f.signing_key_password_file, &f.signing_key_password_env) {
+        let signing_key_password = match (&f.signing_key_password_file, &f.signing_key_password_env)
+        {
             (Some(_), Some(_)) => {
                 return Err(bad(
                     "signing_key_password_file".into(),
@@ -265,7 +271,10 @@ fn build_source(
     if !catalog::RULESETS.contains(&r) {
         return Err((
             key("ruleset"),
-            format!("unknown ruleset {r:?}; allowed: {}", catalog::RULESETS.join(", ")),
+            format!(
+                "unknown ruleset {r:?}; allowed: {}",
+                catalog::RULESETS.join(", ")
+            ),
         ));
     }
     let needs_engine = matches!(r, "et-open" | "et-open-nogpl" | "et-pro");
@@ -273,42 +282,62 @@ fn build_source(
         (None, true) => {
             return Err((
                 key("engine"),
-                "missing; write e.g. suricata-7.0.3, suricata-5.0, snort-2.9.0 or snort-edge".into(),
+                "missing; write e.g. suricata-7.0.3, suricata-5.0, snort-2.9.0 or snort-edge"
+                    .into(),
             ))
         }
-        (Some(e), true) if !catalog::valid_engine(e) => {
-            return Err((
-                key("engine"),
-                format!("{e:?} is not an ET flavour; allowed: suricata-X.Y[.Z], snort-2.9.0, snort-edge"),
-            ))
-        }
-        (Some(_), false) => {
-            return Err((key("engine"), format!("ruleset {r} takes no engine")))
-        }
+        (Some(e), true) if !catalog::valid_engine(e) => return Err((
+            key("engine"),
+            format!(
+                "{e:?} is not an ET flavour; allowed: suricata-X.Y[.Z], snort-2.9.0, snort-edge"
+            ),
+        )),
+        (Some(_), false) => return Err((key("engine"), format!("ruleset {r} takes no engine"))),
         _ => {}
     }
     let wants_code = r == "et-pro";
     let oinkcode = match (&s.oinkcode_file, &s.oinkcode_env) {
         (Some(_), Some(_)) => {
-            return Err((key("oinkcode_file"), "give oinkcode_file or oinkcode_env, not both".into()))
+            return Err((
+                key("oinkcode_file"),
+                "give oinkcode_file or oinkcode_env, not both".into(),
+            ))
         }
-        (Some(p), None) => Some(read_secret_file(&resolve(base, p)).map_err(|e| (key("oinkcode_file"), format!("{e:#}")))?),
-        (None, Some(v)) => Some(read_secret_env(v).map_err(|e| (key("oinkcode_env"), format!("{e:#}")))?),
+        (Some(p), None) => Some(
+            read_secret_file(&resolve(base, p))
+                .map_err(|e| (key("oinkcode_file"), format!("{e:#}")))?,
+        ),
+        (None, Some(v)) => {
+            Some(read_secret_env(v).map_err(|e| (key("oinkcode_env"), format!("{e:#}")))?)
+        }
         (None, None) => None,
     };
     if wants_code && oinkcode.is_none() {
-        return Err((key("oinkcode_file"), "et-pro needs oinkcode_file or oinkcode_env".into()));
+        return Err((
+            key("oinkcode_file"),
+            "et-pro needs oinkcode_file or oinkcode_env".into(),
+        ));
     }
     if !wants_code && oinkcode.is_some() {
-        return Err((key("oinkcode_file"), format!("ruleset {r} takes no oinkcode")));
+        return Err((
+            key("oinkcode_file"),
+            format!("ruleset {r} takes no oinkcode"),
+        ));
     }
     if let Some(code) = &oinkcode {
         // It becomes a URL path segment: refuse anything that could change the URL's shape.
         if !code.expose().bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err((key("oinkcode_file"), "the oinkcode must be letters and digits only".into()));
+            return Err((
+                key("oinkcode_file"),
+                "the oinkcode must be letters and digits only".into(),
+            ));
         }
     }
-    for (k, v) in [("base_url", &s.base_url), ("url", &s.url), ("checksum_url", &s.checksum_url)] {
+    for (k, v) in [
+        ("base_url", &s.base_url),
+        ("url", &s.url),
+        ("checksum_url", &s.checksum_url),
+    ] {
         if let Some(u) = v {
             match reqwest::Url::parse(u) {
                 Ok(p) if p.scheme() == "http" || p.scheme() == "https" => {}
@@ -318,23 +347,37 @@ fn build_source(
     }
     let plan = if r == "custom" {
         if s.base_url.is_some() {
-            return Err((key("base_url"), "custom sources take `url`, not base_url".into()));
+            return Err((
+                key("base_url"),
+                "custom sources take `url`, not base_url".into(),
+            ));
         }
         let Some(url) = &s.url else {
             return Err((key("url"), "custom sources need a url".into()));
         };
         catalog::Plan::Archive {
             url: crate::secret::SafeUrl::new(url.clone(), &[]),
-            checksum_url: s.checksum_url.as_ref().map(|c| crate::secret::SafeUrl::new(c.clone(), &[])),
+            checksum_url: s
+                .checksum_url
+                .as_ref()
+                .map(|c| crate::secret::SafeUrl::new(c.clone(), &[])),
             version_url: None,
             engine_versioned: false,
         }
     } else {
         if s.url.is_some() || s.checksum_url.is_some() {
-            return Err((key("url"), format!("ruleset {r} takes its URLs from the catalog; use base_url for a mirror")));
+            return Err((
+                key("url"),
+                format!("ruleset {r} takes its URLs from the catalog; use base_url for a mirror"),
+            ));
         }
-        catalog::plan(r, s.engine.as_deref(), s.base_url.as_deref(), oinkcode.as_ref())
-            .ok_or_else(|| (key("ruleset"), format!("no catalog entry for {r}")))?
+        catalog::plan(
+            r,
+            s.engine.as_deref(),
+            s.base_url.as_deref(),
+            oinkcode.as_ref(),
+        )
+        .ok_or_else(|| (key("ruleset"), format!("no catalog entry for {r}")))?
     };
     let name = match (&s.name, r) {
         (Some(n), _) => n.clone(),
@@ -345,7 +388,10 @@ fn build_source(
         },
     };
     if !valid_name(&name) {
-        return Err((key("name"), format!("{name:?}: use letters, digits, '-', '_' and '.' only")));
+        return Err((
+            key("name"),
+            format!("{name:?}: use letters, digits, '-', '_' and '.' only"),
+        ));
     }
     Ok(Source {
         name,
@@ -385,12 +431,36 @@ mod tests {
     fn bad_values_name_the_key_and_what_is_allowed() {
         let head = "spool: o\nstate: s\nsigning_key: k\n";
         let cases = [
-            ("sources:\n  - ruleset: et-closed\n", "sources[0].ruleset", "et-open-nogpl"),
-            ("sources:\n  - ruleset: et-open\n    engine: suricata\n", "sources[0].engine", "snort-2.9.0"),
-            ("sources:\n  - ruleset: et-open\n", "sources[0].engine", "suricata-7.0.3"),
-            ("sources:\n  - ruleset: et-pro\n    engine: snort-2.9.0\n", "sources[0].oinkcode_file", "oinkcode_env"),
-            ("sources:\n  - ruleset: custom\n    url: ftp://x/y\n    name: h\n", "sources[0].url", "http"),
-            ("http:\n  retries: many\nsources: []\n", "http.retries", "invalid"),
+            (
+                "sources:\n  - ruleset: et-closed\n",
+                "sources[0].ruleset",
+                "et-open-nogpl",
+            ),
+            (
+                "sources:\n  - ruleset: et-open\n    engine: suricata\n",
+                "sources[0].engine",
+                "snort-2.9.0",
+            ),
+            (
+                "sources:\n  - ruleset: et-open\n",
+                "sources[0].engine",
+                "suricata-7.0.3",
+            ),
+            (
+                "sources:\n  - ruleset: et-pro\n    engine: snort-2.9.0\n",
+                "sources[0].oinkcode_file",
+                "oinkcode_env",
+            ),
+            (
+                "sources:\n  - ruleset: custom\n    url: ftp://x/y\n    name: h\n",
+                "sources[0].url",
+                "http",
+            ),
+            (
+                "http:\n  retries: many\nsources: []\n",
+                "http.retries",
+                "invalid",
+            ),
             ("sourcess: []\n", "sourcess", "sources"),
         ];
         for (tail, key, hint) in cases {
@@ -399,7 +469,11 @@ mod tests {
             assert!(msg.contains("fetch.yaml"), "{msg}");
             assert!(msg.contains(key), "{key}: {msg}");
             assert!(msg.contains(hint), "{hint}: {msg}");
-            assert_eq!(crate::exit::exit_for(&err), crate::exit::Exit::Usage, "{msg}");
+            assert_eq!(
+                crate::exit::exit_for(&err),
+                crate::exit::Exit::Usage,
+                "{msg}"
+            );
         }
     }
 }

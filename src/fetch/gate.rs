@@ -119,7 +119,11 @@ pub fn check_archive(
 }
 
 /// Check one plain block-list file: `.rules` must hold rules, `.txt` IP addresses or networks.
-pub fn check_plain(name: &str, body: &[u8], content_length: Option<u64>) -> Result<usize, GateError> {
+pub fn check_plain(
+    name: &str,
+    body: &[u8],
+    content_length: Option<u64>,
+) -> Result<usize, GateError> {
     check_size(body, content_length)?;
     let text = std::str::from_utf8(body)
         .map_err(|_| GateError::Content(format!("{name} is not text (UTF-8)")))?;
@@ -243,7 +247,17 @@ fn count_archive_rules(name: &str, body: &[u8]) -> Result<usize, String> {
 // TODO(parser): switch to `rules::parse_bytes` once the parser lands on main; until then a rule is a
 // line that starts with an action (optionally behind `#`) and has a `sid:` in its options.
 fn count_rules(text: &str) -> usize {
-    const ACTIONS: &[&str] = &["alert", "drop", "pass", "reject", "rejectsrc", "rejectdst", "rejectboth", "log", "sdrop"];
+    const ACTIONS: &[&str] = &[
+        "alert",
+        "drop",
+        "pass",
+        "reject",
+        "rejectsrc",
+        "rejectdst",
+        "rejectboth",
+        "log",
+        "sdrop",
+    ];
     text.lines()
         .filter(|l| {
             let l = l.trim_start().trim_start_matches('#').trim_start();
@@ -266,7 +280,10 @@ mod tests {
             parse_md5(format!("{h}  emerging.rules.tar.gz\n").as_bytes()).as_deref(),
             Some(h)
         );
-        assert_eq!(parse_md5(b"<html><body>502 Bad Gateway</body></html>"), None);
+        assert_eq!(
+            parse_md5(b"<html><body>502 Bad Gateway</body></html>"),
+            None
+        );
         assert!(matches!(
             published_md5(b"<html>\n<title>Error</title>"),
             PublishedMd5::Garbage(_)
@@ -275,7 +292,10 @@ mod tests {
 
     #[test]
     fn ip_lists_are_checked() {
-        assert_eq!(check_plain("x.txt", b"# hdr\n1.2.3.4\n10.0.0.0/8\n", None), Ok(2));
+        assert_eq!(
+            check_plain("x.txt", b"# hdr\n1.2.3.4\n10.0.0.0/8\n", None),
+            Ok(2)
+        );
         assert!(check_plain("x.txt", b"1.2.3.4\n<html>\n", None).is_err());
         assert!(check_plain("x.txt", b"10.0.0.0/33\n", None).is_err());
         assert!(check_plain("x.txt", b"# nothing\n", None).is_err());

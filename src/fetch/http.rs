@@ -79,7 +79,13 @@ impl std::error::Error for HttpError {}
 
 impl HttpError {
     pub fn is_not_found(&self) -> bool {
-        matches!(self.failure, Failure::Status { code: 404 | 410, .. })
+        matches!(
+            self.failure,
+            Failure::Status {
+                code: 404 | 410,
+                ..
+            }
+        )
     }
 }
 
@@ -134,9 +140,8 @@ impl Http {
         if let Some(ca) = &cfg.ca_bundle {
             let pem = std::fs::read(ca)
                 .with_context(|| format!("cannot read http.ca_bundle {}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                crate::exit::usage(format!("http.ca_bundle {}: {e}", ca.display()))
-            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| crate::exit::usage(format!("http.ca_bundle {}: {e}", ca.display())))?;
             if certs.is_empty() {
                 return Err(crate::exit::usage(format!(
                     "http.ca_bundle {} holds no PEM certificate",
@@ -192,7 +197,10 @@ impl Http {
             match decision {
                 Decision::Retry if attempt <= self.cfg.retries => {
                     let d = self.backoff(attempt);
-                    tracing::info!("{message}; retry {attempt} of {} in {d:?}", self.cfg.retries);
+                    tracing::info!(
+                        "{message}; retry {attempt} of {} in {d:?}",
+                        self.cfg.retries
+                    );
                     std::thread::sleep(d);
                 }
                 Decision::CoolDown(d) => {
@@ -223,7 +231,11 @@ impl Http {
     fn get_once(&self, url: &SafeUrl, cond: &Conditional) -> Result<Response, (Failure, String)> {
         let started = Instant::now();
         let mut headers = HeaderMap::new();
-        if let Some(v) = cond.etag.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        if let Some(v) = cond
+            .etag
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
             headers.insert(IF_NONE_MATCH, v);
         }
         if let Some(v) = cond
@@ -272,7 +284,10 @@ impl Http {
         if content_length.is_some_and(|n| n > MAX_BODY) {
             return Err((
                 Failure::Other,
-                format!("body of {} bytes is larger than the {MAX_BODY}-byte limit", content_length.unwrap_or(0)),
+                format!(
+                    "body of {} bytes is larger than the {MAX_BODY}-byte limit",
+                    content_length.unwrap_or(0)
+                ),
             ));
         }
         let total = self.cfg.total_timeout.get();
@@ -308,11 +323,7 @@ impl Http {
                     };
                     return Err((
                         f,
-                        format!(
-                            "{what} after {} bytes: {}",
-                            body.len(),
-                            self.chain_text(&e)
-                        ),
+                        format!("{what} after {} bytes: {}", body.len(), self.chain_text(&e)),
                     ));
                 }
             }

@@ -171,13 +171,17 @@ impl Ctx<'_> {
     /// Record a cool-down asked for by upstream, then return the failure.
     fn http_fail(&self, src_name: &str, e: HttpError) -> Fail {
         if let Some(d) = e.cool_down {
-            let until = self.now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
+            let until =
+                self.now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
             let mut st = self.state.load(src_name).unwrap_or_default();
             let reason = e.message.clone();
             st.cool_down_until = Some(until);
             st.cool_down_reason = Some(reason);
             if let Err(se) = self.state.save(src_name, &st) {
-                return Fail(format!("{}; and the cool-down could not be saved: {se:#}", e.message));
+                return Fail(format!(
+                    "{}; and the cool-down could not be saved: {se:#}",
+                    e.message
+                ));
             }
             return Fail(format!(
                 "{}; upstream asked us to wait {}: cooling down until {} (later runs skip this source until then)",
@@ -324,7 +328,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn published_md5(&self, src: &str, checksum_url: Option<&SafeUrl>) -> Result<PublishedMd5, Fail> {
+    fn published_md5(
+        &self,
+        src: &str,
+        checksum_url: Option<&SafeUrl>,
+    ) -> Result<PublishedMd5, Fail> {
         Ok(match checksum_url {
             Some(u) => match self.get_optional(src, u)? {
                 Some(r) => gate::published_md5(&r.body),
@@ -380,8 +388,11 @@ impl Ctx<'_> {
                     r
                 }
             };
-            gate::check_plain(&rel, &r.body, r.content_length)
-                .map_err(|e| Fail(format!("{url}: verification failed: {e}; nothing was published")))?;
+            gate::check_plain(&rel, &r.body, r.content_length).map_err(|e| {
+                Fail(format!(
+                    "{url}: verification failed: {e}; nothing was published"
+                ))
+            })?;
             st.files.insert(
                 rel.clone(),
                 FileState {
@@ -472,7 +483,11 @@ impl Ctx<'_> {
             st.last_changed = Some(self.now);
         }
         self.state.save(&src.name, &st)?;
-        rep.status = if heartbeat { Status::Heartbeat } else { Status::New };
+        rep.status = if heartbeat {
+            Status::Heartbeat
+        } else {
+            Status::New
+        };
         rep.bundle = dir.file_name().map(|n| n.to_string_lossy().into_owned());
         rep.sequence = Some(seq);
         rep.files = payload.len();

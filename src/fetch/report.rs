@@ -158,7 +158,11 @@ impl RunReport {
         }
         out.push_str(&format!(
             "{} new, {} heartbeat, {} failed; downloaded {} bytes ({} archive bytes)\n",
-            self.new_bundles, self.heartbeats, self.failed, self.downloaded_bytes, self.archive_bytes
+            self.new_bundles,
+            self.heartbeats,
+            self.failed,
+            self.downloaded_bytes,
+            self.archive_bytes
         ));
         out
     }

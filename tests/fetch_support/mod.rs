@@ -76,8 +76,7 @@ impl Server {
         // Suricata flavour: the real 2017 archive and its real .md5; Snort: the real 2020 archive
         // with an md5 derived from it (SOURCES.md: none was published with that copy).
         let suri = corpus("et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz");
-        let suri_md5 =
-            corpus("et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz.md5");
+        let suri_md5 = corpus("et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz.md5");
         s.put(SURI, suri);
         s.put(&format!("{SURI}.md5"), suri_md5);
         s.put("/open/suricata-5.0/version.txt", b"4548\n".to_vec());
@@ -108,7 +107,11 @@ impl Server {
     }
 
     pub fn put(&self, path: &str, body: Vec<u8>) {
-        self.inner.lock().unwrap().files.insert(path.to_string(), body);
+        self.inner
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_string(), body);
     }
 
     pub fn remove(&self, path: &str) {
@@ -117,7 +120,10 @@ impl Server {
 
     /// Serve an archive and its matching `.md5`.
     pub fn put_archive(&self, path: &str, body: Vec<u8>) {
-        self.put(&format!("{path}.md5"), format!("{}\n", md5_hex(&body)).into_bytes());
+        self.put(
+            &format!("{path}.md5"),
+            format!("{}\n", md5_hex(&body)).into_bytes(),
+        );
         self.put(path, body);
     }
 
@@ -159,11 +165,15 @@ impl Server {
 
     fn handle(&self, mut conn: TcpStream) {
         let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-        let Some((target, headers)) = read_head(&mut conn) else { return };
+        let Some((target, headers)) = read_head(&mut conn) else {
+            return;
+        };
         let path = match target.find("://") {
             Some(i) => {
                 let rest = &target[i + 3..];
-                rest.find('/').map(|j| rest[j..].to_string()).unwrap_or("/".into())
+                rest.find('/')
+                    .map(|j| rest[j..].to_string())
+                    .unwrap_or("/".into())
             }
             None => target.clone(),
         };
@@ -247,7 +257,12 @@ impl Server {
                     return;
                 }
                 log(200, body.len());
-                respond(&mut conn, 200, &[("ETag", etag), ("Last-Modified", lm)], &body);
+                respond(
+                    &mut conn,
+                    200,
+                    &[("ETag", etag), ("Last-Modified", lm)],
+                    &body,
+                );
             }
         }
     }
@@ -318,7 +333,9 @@ impl Proxy {
                 let want = want.clone();
                 let fw = fw.clone();
                 std::thread::spawn(move || {
-                    let Some((target, headers)) = read_head(&mut conn) else { return };
+                    let Some((target, headers)) = read_head(&mut conn) else {
+                        return;
+                    };
                     let auth = headers
                         .iter()
                         .find(|(k, _)| k.eq_ignore_ascii_case("Proxy-Authorization"))
@@ -397,7 +414,11 @@ impl Site {
             dir.path().join("keys").to_str().unwrap(),
             "--unencrypted",
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Site { dir }
     }
 
@@ -469,7 +490,11 @@ impl Site {
             "--key".into(),
             self.pubkey().to_string_lossy().into_owned(),
         ];
-        args.extend(names.iter().map(|n| self.spool().join(n).to_string_lossy().into_owned()));
+        args.extend(
+            names
+                .iter()
+                .map(|n| self.spool().join(n).to_string_lossy().into_owned()),
+        );
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = etferry(&refs);
         assert!(
@@ -487,7 +512,11 @@ impl Site {
                 let e = e.unwrap();
                 if e.file_type().is_file() {
                     v.push((
-                        e.path().strip_prefix(self.spool()).unwrap().display().to_string(),
+                        e.path()
+                            .strip_prefix(self.spool())
+                            .unwrap()
+                            .display()
+                            .to_string(),
                         std::fs::read(e.path()).unwrap(),
                     ));
                 }
@@ -534,8 +563,15 @@ pub fn command(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_etferry"));
     c.args(args);
     for v in [
-        "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
-        "NO_PROXY", "no_proxy", "ETFERRY_LOG",
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ETFERRY_LOG",
     ] {
         c.env_remove(v);
     }
@@ -555,7 +591,8 @@ pub fn small_archive(n: usize) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     for name in names.iter().take(n) {
-        tar.append_path_with_name(dir.join(name), format!("rules/{name}")).unwrap();
+        tar.append_path_with_name(dir.join(name), format!("rules/{name}"))
+            .unwrap();
     }
     tar.into_inner().unwrap().finish().unwrap()
 }
