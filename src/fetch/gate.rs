@@ -1,9 +1,10 @@
 //! The verification gate: nothing reaches the spool unless it passes. Size equals Content-Length,
 //! the archive decodes to its end, it holds at least one rule, and its md5 equals the published one.
 
-use std::io::Read;
-
 use md5::{Digest, Md5};
+
+use crate::archive::{self, Kind};
+use crate::rules::{self, ParseOptions};
 
 /// What an `.md5` companion said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +149,7 @@ pub fn check_plain(
         }
         Ok(n)
     } else {
-        let n = count_rules(text);
+        let n = count_rules(name, text);
         if n == 0 {
             return Err(GateError::Content(format!("{name} holds no rule")));
         }
@@ -182,89 +183,39 @@ fn is_ip_or_cidr(s: &str) -> bool {
     }
 }
 
-/// Decode the whole archive (to its end: a truncated gzip or tar fails here) and count the rules in
-/// its `.rules` members. A body that is neither tar.gz nor zip is read as one plain rules file only
-/// when its name says so: a broken archive is never taken for a rules file.
+/// Decode the whole archive (to its end: a truncated gzip or tar fails here, see `archive`) and
+/// count the rules in its `.rules` members with the real parser. A body is read as one plain rules
+/// file only when its name says `.rules` and it is not an archive: a broken archive is never taken
+/// for a rules file.
 fn count_archive_rules(name: &str, body: &[u8]) -> Result<usize, String> {
     let lower = name.to_ascii_lowercase();
-    let mut rules = 0;
-    if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") {
-        let gz = flate2::read::GzDecoder::new(body);
-        let mut ar = tar::Archive::new(gz);
-        let entries = ar
-            .entries()
-            .map_err(|e| format!("{name} is not a readable tar.gz: {e}"))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| format!("{name} is truncated or corrupt: {e}"))?;
-            let path = entry
-                .path()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let mut data = Vec::new();
-            entry
-                .read_to_end(&mut data)
-                .map_err(|e| format!("{name} is truncated or corrupt in {path}: {e}"))?;
-            if path.ends_with(".rules") {
-                rules += count_rules(&String::from_utf8_lossy(&data));
-            }
+    let kind = archive::detect(name, body);
+    match kind {
+        Kind::Plain if !lower.ends_with(".rules") => {
+            return Err(format!(
+                "{name}: neither a tar.gz nor a zip archive; the URL must end in .tar.gz, .tgz, .zip or .rules"
+            ))
         }
-        // The tar end marker may come before the gzip end: read the rest so that a gzip that is
-        // cut short or corrupt after the tar data is still caught.
-        let mut rest = ar.into_inner();
-        std::io::copy(&mut rest, &mut std::io::sink())
-            .map_err(|e| format!("{name} is truncated or corrupt (gzip): {e}"))?;
-        Ok(rules)
-    } else if lower.ends_with(".zip") {
-        let mut z = zip::ZipArchive::new(std::io::Cursor::new(body))
-            .map_err(|e| format!("{name} is not a readable zip: {e}"))?;
-        for i in 0..z.len() {
-            let mut f = z
-                .by_index(i)
-                .map_err(|e| format!("{name} is truncated or corrupt: {e}"))?;
-            let path = f.name().map(|n| n.into_owned()).unwrap_or_default();
-            let mut data = Vec::new();
-            f.read_to_end(&mut data)
-                .map_err(|e| format!("{name} is truncated or corrupt in {path}: {e}"))?;
-            if path.ends_with(".rules") {
-                rules += count_rules(&String::from_utf8_lossy(&data));
-            }
+        Kind::TarGz | Kind::Zip if lower.ends_with(".rules") => {
+            return Err(format!("{name} is an archive, not a rules file"))
         }
-        Ok(rules)
-    } else if lower.ends_with(".rules") {
-        if body.starts_with(&[0x1f, 0x8b]) || body.starts_with(b"PK\x03\x04") {
-            return Err(format!("{name} is an archive, not a rules file"));
-        }
-        let text = std::str::from_utf8(body).map_err(|_| format!("{name} is not text (UTF-8)"))?;
-        Ok(count_rules(text))
-    } else {
-        Err(format!(
-            "{name}: unknown download type; the URL must end in .tar.gz, .tgz, .zip or .rules"
-        ))
+        _ => {}
     }
+    let members = archive::read_archive(name, body, &archive::Limits::default())
+        .map_err(|e| e.to_string())?;
+    let opts = ParseOptions::default();
+    Ok(members
+        .iter()
+        .filter(|m| rules::is_rules_file(&m.path))
+        .map(|m| rules::parse_bytes(&m.path, &m.data, &opts).rules.len())
+        .sum())
 }
 
-/// Rules (enabled or shipped disabled) in a rules file.
-// TODO(parser): switch to `rules::parse_bytes` once the parser lands on main; until then a rule is a
-// line that starts with an action (optionally behind `#`) and has a `sid:` in its options.
-fn count_rules(text: &str) -> usize {
-    const ACTIONS: &[&str] = &[
-        "alert",
-        "drop",
-        "pass",
-        "reject",
-        "rejectsrc",
-        "rejectdst",
-        "rejectboth",
-        "log",
-        "sdrop",
-    ];
-    text.lines()
-        .filter(|l| {
-            let l = l.trim_start().trim_start_matches('#').trim_start();
-            let first = l.split_whitespace().next().unwrap_or("");
-            ACTIONS.contains(&first) && l.contains('(') && l.contains("sid:")
-        })
-        .count()
+/// Rules (enabled or shipped disabled) in a rules file, by the real parser.
+fn count_rules(name: &str, text: &str) -> usize {
+    rules::parse_bytes(name, text.as_bytes(), &ParseOptions::default())
+        .rules
+        .len()
 }
 
 #[cfg(test)]
@@ -299,5 +250,36 @@ mod tests {
         assert!(check_plain("x.txt", b"1.2.3.4\n<html>\n", None).is_err());
         assert!(check_plain("x.txt", b"10.0.0.0/33\n", None).is_err());
         assert!(check_plain("x.txt", b"# nothing\n", None).is_err());
+    }
+
+    const SURI_2017: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpus/et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz"
+    );
+
+    #[test]
+    fn real_archive_passes_with_every_rule_counted() {
+        let body = std::fs::read(SURI_2017).unwrap();
+        let md5 = PublishedMd5::Hex("3ed507977921535c79d7d322803cdd34".into());
+        let p = check_archive("emerging.rules.tar.gz", &body, Some(body.len() as u64), &md5).unwrap();
+        assert_eq!(p.md5_matched, Some(true));
+        // SOURCES.md: 19,556 enabled + 4,350 commented rules.
+        assert_eq!(p.rules, 23_906);
+    }
+
+    #[test]
+    fn broken_downloads_never_pass() {
+        let body = std::fs::read(SURI_2017).unwrap();
+        let cut = &body[..body.len() - 100];
+        let none = PublishedMd5::None;
+        let e = check_archive("emerging.rules.tar.gz", cut, None, &none).unwrap_err();
+        assert!(matches!(e, GateError::Content(_)), "{e}");
+        let e = check_archive("emerging.rules.tar.gz", cut, Some(body.len() as u64), &none).unwrap_err();
+        assert!(matches!(e, GateError::Size { .. }), "{e}");
+        // An HTML error page served as the archive, or an archive served as a .rules file.
+        let html = b"<html><body>Service Unavailable</body></html>";
+        assert!(check_archive("emerging.rules.tar.gz", html, None, &none).is_err());
+        assert!(check_archive("hunting.rules", &body, None, &none).is_err());
+        assert!(check_archive("x.rules", b"# only a comment\n", None, &none).is_err());
     }
 }
