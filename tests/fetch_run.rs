@@ -489,3 +489,64 @@ fn min_interval_skips_a_recently_checked_source_unless_now() {
     assert!(r.stdout().contains("skipped"), "{}", r.stdout());
     assert!(srv.log().is_empty());
 }
+
+#[test]
+fn custom_plain_rules_source_with_and_without_checksum() {
+    let srv = Server::start();
+    let hunting = corpus("et-open-suricata-5.0-2024-04-21/rules/emerging-hunting.rules");
+    srv.put("/custom/hunting.rules", hunting.clone());
+    srv.put_archive("/custom/mixed.tar.gz", small_archive(2));
+    let site = Site::new();
+    site.config(
+        &format!(
+            "  - ruleset: custom\n    name: hunting\n    url: {b}custom/hunting.rules\n  \
+             - ruleset: custom\n    name: mixed\n    url: {b}custom/mixed.tar.gz\n    checksum_url: {b}custom/mixed.tar.gz.md5\n",
+            b = srv.base
+        ),
+        "",
+    );
+    let r = site.fetch();
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert_eq!(
+        std::fs::read(site.spool().join("hunting-00000001/hunting.rules")).unwrap(),
+        hunting
+    );
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.spool().join("mixed-00000001/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["upstream"]["md5_matched"], true);
+    site.verify_all();
+    // Unchanged plain file: the conditional GET answers 304, no bytes move.
+    srv.clear_log();
+    assert_eq!(site.fetch().code(), 0);
+    assert_eq!(srv.archive_bytes_sent(), 0, "{:?}", srv.log());
+}
+
+#[test]
+fn one_failing_source_does_not_stop_the_others() {
+    let srv = Server::start();
+    let site = Site::new();
+    site.standard(&srv);
+    srv.fault(SNORT, Fault::Status(404), 10);
+    let r = site.fetch();
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(
+        r.stdout().contains("et-open-snort-2.9.0: FAILED"),
+        "{}",
+        r.stdout()
+    );
+    assert!(
+        r.stdout()
+            .contains("engine version snort-2.9.0 is not published"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(
+        site.bundles(),
+        ["et-blockrules-00000001", "et-open-suricata-5.0-00000001"]
+    );
+    let rep = site.last_report();
+    assert_eq!(rep["failed"], 1);
+    assert_eq!(rep["new_bundles"], 2);
+}

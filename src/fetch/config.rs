@@ -286,12 +286,14 @@ fn build_source(
                     .into(),
             ))
         }
-        (Some(e), true) if !catalog::valid_engine(e) => return Err((
-            key("engine"),
-            format!(
+        (Some(e), true) if !catalog::valid_engine(e) => {
+            return Err((
+                key("engine"),
+                format!(
                 "{e:?} is not an ET flavour; allowed: suricata-X.Y[.Z], snort-2.9.0, snort-edge"
             ),
-        )),
+            ))
+        }
         (Some(_), false) => return Err((key("engine"), format!("ruleset {r} takes no engine"))),
         _ => {}
     }
@@ -475,5 +477,34 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn shipped_example_config_matches_the_schema() {
+        let text = include_str!("../../config/fetch.yaml");
+        let f: FetchFile = crate::config::parse_yaml(Path::new("config/fetch.yaml"), text).unwrap();
+        assert_eq!(f.sources.len(), 4);
+        assert_eq!(
+            f.sources[1].oinkcode_file.as_deref(),
+            Some(Path::new("/etc/etferry/oinkcode"))
+        );
+        // Every source validates once its secret is available.
+        let dir = tempfile::tempdir().unwrap();
+        let code = dir.path().join("oinkcode");
+        std::fs::write(&code, "0123456789abcdef\n").unwrap();
+        let mut f = f;
+        f.signing_key_password_file = None;
+        f.sources[1].oinkcode_file = Some(code);
+        let c = FetchConfig::from_file(&dir.path().join("fetch.yaml"), f).unwrap();
+        let names: Vec<&str> = c.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "et-open-suricata-7.0.3",
+                "et-pro-snort-2.9.0",
+                "et-blockrules",
+                "hunting"
+            ]
+        );
     }
 }

@@ -261,7 +261,13 @@ mod tests {
     fn real_archive_passes_with_every_rule_counted() {
         let body = std::fs::read(SURI_2017).unwrap();
         let md5 = PublishedMd5::Hex("3ed507977921535c79d7d322803cdd34".into());
-        let p = check_archive("emerging.rules.tar.gz", &body, Some(body.len() as u64), &md5).unwrap();
+        let p = check_archive(
+            "emerging.rules.tar.gz",
+            &body,
+            Some(body.len() as u64),
+            &md5,
+        )
+        .unwrap();
         assert_eq!(p.md5_matched, Some(true));
         // SOURCES.md: 19,556 enabled + 4,350 commented rules.
         assert_eq!(p.rules, 23_906);
@@ -274,7 +280,8 @@ mod tests {
         let none = PublishedMd5::None;
         let e = check_archive("emerging.rules.tar.gz", cut, None, &none).unwrap_err();
         assert!(matches!(e, GateError::Content(_)), "{e}");
-        let e = check_archive("emerging.rules.tar.gz", cut, Some(body.len() as u64), &none).unwrap_err();
+        let e = check_archive("emerging.rules.tar.gz", cut, Some(body.len() as u64), &none)
+            .unwrap_err();
         assert!(matches!(e, GateError::Size { .. }), "{e}");
         // An HTML error page served as the archive, or an archive served as a .rules file.
         let html = b"<html><body>Service Unavailable</body></html>";

@@ -263,6 +263,15 @@ impl Ctx<'_> {
                         src.ruleset
                     )))
                 }
+                Err(e)
+                    if src.ruleset == "et-pro"
+                        && matches!(e.failure, http::Failure::Status { code: 401 | 403, retry_after: None }) =>
+                {
+                    return Err(Fail(format!(
+                        "{}; ET Pro refused the oinkcode (check oinkcode_file / oinkcode_env and the subscription)",
+                        e.message
+                    )))
+                }
                 Err(e) => return Err(self.http_fail(&src.name, e)),
             };
             archive_bytes += r.body.len() as u64;
