@@ -550,3 +550,40 @@ fn one_failing_source_does_not_stop_the_others() {
     assert_eq!(rep["failed"], 1);
     assert_eq!(rep["new_bundles"], 2);
 }
+
+#[test]
+fn proxy_from_the_environment_is_used_and_no_proxy_is_honoured() {
+    let srv = Server::start();
+    let proxy = Proxy::start("etf", "envS3cret");
+    let site = Site::new();
+    let cfg = site.config(&suricata_only(&srv), "");
+    let run = |extra: &[(&str, &str)]| {
+        let mut c = command(&["fetch", "-c", cfg.to_str().unwrap(), "--now"]);
+        c.env("HTTP_PROXY", &proxy.url_with_credentials);
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        Run(c.output().unwrap())
+    };
+    let r = run(&[]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let through = *proxy.forwarded.lock().unwrap();
+    assert!(through >= 2, "HTTP_PROXY was not used");
+    let r = run(&[("NO_PROXY", "127.0.0.1")]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert_eq!(
+        *proxy.forwarded.lock().unwrap(),
+        through,
+        "NO_PROXY was ignored"
+    );
+}
+
+#[test]
+fn unreadable_ca_bundle_is_a_config_error() {
+    let srv = Server::start();
+    let site = Site::new();
+    site.config(&suricata_only(&srv), "  ca_bundle: missing-ca.pem\n");
+    let r = site.fetch();
+    assert_eq!(r.code(), 2, "{}", r.all());
+    assert!(r.stderr().contains("missing-ca.pem"), "{}", r.stderr());
+}

@@ -5,7 +5,6 @@ use std::cell::Cell;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use rand::Rng;
 use reqwest::blocking::Client;
 use reqwest::header::{HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH};
@@ -138,8 +137,9 @@ impl Http {
             b = b.proxy(proxy);
         }
         if let Some(ca) = &cfg.ca_bundle {
-            let pem = std::fs::read(ca)
-                .with_context(|| format!("cannot read http.ca_bundle {}", ca.display()))?;
+            let pem = std::fs::read(ca).map_err(|e| {
+                crate::exit::usage(format!("cannot read http.ca_bundle {}: {e}", ca.display()))
+            })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| crate::exit::usage(format!("http.ca_bundle {}: {e}", ca.display())))?;
             if certs.is_empty() {
