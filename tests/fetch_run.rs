@@ -38,6 +38,8 @@ fn fault_case(fault: impl Fn(&Server, &Site), expect: &[&str]) -> (Server, Site,
     let before = site.spool_snapshot();
     fault(&srv, &site);
     let run = site.fetch();
+    // What the user sees (shown with --nocapture).
+    eprintln!("---- fault output:\n{}", run.all());
     assert_eq!(run.code(), 1, "{}", run.all());
     for e in expect {
         assert!(run.all().contains(e), "expected {e:?} in:\n{}", run.all());

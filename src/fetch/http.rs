@@ -117,6 +117,16 @@ pub struct Http {
     cfg: HttpConfig,
     secrets: Vec<Secret>,
     downloaded: Cell<u64>,
+    archive: Cell<u64>,
+}
+
+/// What a request fetches, for the byte counters of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `version.txt`, `.md5`: change detection.
+    Meta,
+    /// Archives and rule / IP-list files: the payload.
+    Archive,
 }
 
 impl Http {
@@ -160,12 +170,18 @@ impl Http {
             cfg: cfg.clone(),
             secrets,
             downloaded: Cell::new(0),
+            archive: Cell::new(0),
         })
     }
 
     /// Body bytes received so far in this run (including failed attempts).
     pub fn downloaded(&self) -> u64 {
         self.downloaded.get()
+    }
+
+    /// Payload (archive, rule-file) body bytes received so far, including failed attempts.
+    pub fn archive_downloaded(&self) -> u64 {
+        self.archive.get()
     }
 
     /// Retries allowed after the first attempt.
@@ -184,11 +200,16 @@ impl Http {
     }
 
     /// GET `url` with bounded retries. 2xx and 304 are returned; anything else is an error.
-    pub fn get(&self, url: &SafeUrl, cond: &Conditional) -> Result<Response, HttpError> {
+    pub fn get(
+        &self,
+        url: &SafeUrl,
+        cond: &Conditional,
+        kind: Kind,
+    ) -> Result<Response, HttpError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (failure, message) = match self.get_once(url, cond) {
+            let (failure, message) = match self.get_once(url, cond, kind) {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
@@ -228,7 +249,12 @@ impl Http {
         }
     }
 
-    fn get_once(&self, url: &SafeUrl, cond: &Conditional) -> Result<Response, (Failure, String)> {
+    fn get_once(
+        &self,
+        url: &SafeUrl,
+        cond: &Conditional,
+        kind: Kind,
+    ) -> Result<Response, (Failure, String)> {
         let started = Instant::now();
         let mut headers = HeaderMap::new();
         if let Some(v) = cond
@@ -308,6 +334,9 @@ impl Http {
                 Ok(0) => break,
                 Ok(n) => {
                     self.downloaded.set(self.downloaded.get() + n as u64);
+                    if kind == Kind::Archive {
+                        self.archive.set(self.archive.get() + n as u64);
+                    }
                     body.extend_from_slice(&buf[..n]);
                     if body.len() as u64 > MAX_BODY {
                         return Err((Failure::Other, "body larger than the limit".into()));

@@ -18,7 +18,7 @@ use crate::catalog::Plan;
 use crate::secret::{redact, SafeUrl, Secret};
 use config::{FetchConfig, Source};
 use gate::{GateError, PublishedMd5};
-use http::{Conditional, Http, HttpError};
+use http::{Conditional, Http, HttpError, Kind};
 pub use report::{RunReport, SourceReport, Status};
 use state::{FileState, SourceState, StateDir};
 
@@ -40,7 +40,7 @@ pub fn run(cfg: &FetchConfig, opts: RunOptions) -> anyhow::Result<RunReport> {
     let started_at = Utc::now();
     let mut sources = Vec::new();
     for src in &cfg.sources {
-        let before = http.downloaded();
+        let before = (http.downloaded(), http.archive_downloaded());
         let ctx = Ctx {
             cfg,
             http: &http,
@@ -50,7 +50,8 @@ pub fn run(cfg: &FetchConfig, opts: RunOptions) -> anyhow::Result<RunReport> {
             opts,
         };
         let mut rep = ctx.source(src);
-        rep.downloaded_bytes = http.downloaded() - before;
+        rep.downloaded_bytes = http.downloaded() - before.0;
+        rep.archive_bytes = http.archive_downloaded() - before.1;
         let secret_refs: Vec<&Secret> = secrets.iter().collect();
         if let Some(r) = &rep.reason {
             rep.reason = Some(redact(r, &secret_refs));
@@ -103,7 +104,6 @@ enum Fetched {
         st: SourceState,
         payload: Vec<(String, Vec<u8>)>,
         upstream: Upstream,
-        archive_bytes: u64,
     },
 }
 
@@ -120,7 +120,7 @@ impl Ctx<'_> {
                 rep.reason = Some(format!(
                     "upstream asked us to wait ({}); cooling down until {}",
                     st.cool_down_reason.as_deref().unwrap_or("Retry-After"),
-                    until.to_rfc3339()
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ));
                 return rep;
             }
@@ -134,9 +134,9 @@ impl Ctx<'_> {
                     rep.status = Status::Skipped;
                     rep.reason = Some(format!(
                         "checked at {} (min_interval {}); next check after {} or with --now",
-                        last.to_rfc3339(),
+                        last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                         humantime::format_duration(self.cfg.min_interval),
-                        next.to_rfc3339()
+                        next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     ));
                     return rep;
                 }
@@ -187,19 +187,21 @@ impl Ctx<'_> {
                 "{}; upstream asked us to wait {}: cooling down until {} (later runs skip this source until then)",
                 e.message,
                 humantime::format_duration(d),
-                until.to_rfc3339()
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ));
         }
         Fail(e.message)
     }
 
     fn get(&self, src: &str, url: &SafeUrl, cond: &Conditional) -> Result<http::Response, Fail> {
-        self.http.get(url, cond).map_err(|e| self.http_fail(src, e))
+        self.http
+            .get(url, cond, Kind::Archive)
+            .map_err(|e| self.http_fail(src, e))
     }
 
     /// A GET whose 404 means "not published" (version.txt, .md5).
     fn get_optional(&self, src: &str, url: &SafeUrl) -> Result<Option<http::Response>, Fail> {
-        match self.http.get(url, &Conditional::default()) {
+        match self.http.get(url, &Conditional::default(), Kind::Meta) {
             Ok(r) => Ok(Some(r)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(self.http_fail(src, e)),
@@ -250,10 +252,9 @@ impl Ctx<'_> {
             Conditional::default()
         };
 
-        let mut archive_bytes = 0u64;
         let mut attempt = 0;
         loop {
-            let r = match self.http.get(url, &cond) {
+            let r = match self.http.get(url, &cond, Kind::Archive) {
                 Ok(r) => r,
                 Err(e) if e.is_not_found() && engine_versioned => {
                     return Err(Fail(format!(
@@ -274,7 +275,6 @@ impl Ctx<'_> {
                 }
                 Err(e) => return Err(self.http_fail(&src.name, e)),
             };
-            archive_bytes += r.body.len() as u64;
             if r.not_modified() {
                 st.version = version;
                 return Ok(Fetched::Unchanged { st });
@@ -305,7 +305,6 @@ impl Ctx<'_> {
                         st,
                         payload: vec![(file, r.body)],
                         upstream,
-                        archive_bytes,
                     });
                 }
                 Err(e @ (GateError::Md5Mismatch { .. } | GateError::Size { .. }))
@@ -360,7 +359,6 @@ impl Ctx<'_> {
         let have_bundle = st.last_sequence > 0 && !st.files.is_empty();
         let mut got: Vec<(String, Option<http::Response>)> = Vec::new();
         let mut changed = false;
-        let mut bytes = 0u64;
         for (rel, url) in files {
             let prev = st.files.get(rel).cloned().unwrap_or_default();
             let cond = if have_bundle {
@@ -372,7 +370,6 @@ impl Ctx<'_> {
                 Conditional::default()
             };
             let r = self.get(src, url, &cond)?;
-            bytes += r.body.len() as u64;
             if r.not_modified() {
                 got.push((rel.clone(), None));
                 continue;
@@ -393,7 +390,6 @@ impl Ctx<'_> {
                 Some(r) => r,
                 None => {
                     let r = self.get(src, url, &Conditional::default())?;
-                    bytes += r.body.len() as u64;
                     r
                 }
             };
@@ -416,7 +412,6 @@ impl Ctx<'_> {
             st,
             payload,
             upstream: Upstream::default(),
-            archive_bytes: bytes,
         })
     }
 
@@ -455,11 +450,7 @@ impl Ctx<'_> {
                 st,
                 payload,
                 upstream,
-                archive_bytes,
-            } => {
-                rep.archive_bytes = archive_bytes;
-                (st, payload, upstream, false)
-            }
+            } => (st, payload, upstream, false),
         };
         // Reserve the sequence before publishing: a failed publish skips it (and says so) rather
         // than ever handing the same number to two different bundles.
