@@ -388,10 +388,7 @@ impl Ctx<'_> {
             // A file that was not modified must still travel in full: each bundle is complete.
             let r = match r {
                 Some(r) => r,
-                None => {
-                    let r = self.get(src, url, &Conditional::default())?;
-                    r
-                }
+                None => self.get(src, url, &Conditional::default())?,
             };
             gate::check_plain(&rel, &r.body, r.content_length).map_err(|e| {
                 Fail(format!(
