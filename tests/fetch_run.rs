@@ -589,3 +589,106 @@ fn unreadable_ca_bundle_is_a_config_error() {
     assert_eq!(r.code(), 2, "{}", r.all());
     assert!(r.stderr().contains("missing-ca.pem"), "{}", r.stderr());
 }
+
+#[test]
+fn one_changed_block_list_gives_a_complete_new_bundle() {
+    let srv = Server::start();
+    let site = Site::new();
+    site.config(
+        &format!("  - ruleset: et-blockrules\n    base_url: {}\n", srv.base),
+        "",
+    );
+    assert_eq!(site.fetch().code(), 0);
+    // Upstream regenerates one list (drop its last address).
+    let ips = srv.get("/blockrules/compromised-ips.txt");
+    let text = String::from_utf8(ips).unwrap();
+    let shorter: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    srv.put(
+        "/blockrules/compromised-ips.txt",
+        shorter.clone().into_bytes(),
+    );
+    let r = site.fetch();
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let dir = site.spool().join("et-blockrules-00000002");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("blockrules/compromised-ips.txt")).unwrap(),
+        shorter
+    );
+    // The unchanged files travel too: every bundle is complete on its own.
+    assert_eq!(
+        std::fs::read(dir.join("blockrules/emerging-botcc.rules")).unwrap(),
+        srv.get("/blockrules/emerging-botcc.rules")
+    );
+    assert_eq!(
+        std::fs::read(dir.join("fwrules/emerging-Block-IPs.txt")).unwrap(),
+        srv.get("/fwrules/emerging-Block-IPs.txt")
+    );
+    site.verify_all();
+}
+
+#[test]
+fn block_list_that_turned_into_an_html_page_is_refused() {
+    let srv = Server::start();
+    let site = Site::new();
+    site.config(
+        &format!("  - ruleset: et-blockrules\n    base_url: {}\n", srv.base),
+        "",
+    );
+    assert_eq!(site.fetch().code(), 0);
+    let before = site.spool_snapshot();
+    srv.put(
+        "/fwrules/emerging-Block-IPs.txt",
+        b"<html><body>maintenance</body></html>\n".to_vec(),
+    );
+    let r = site.fetch();
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(
+        r.all().contains("fwrules/emerging-Block-IPs.txt line 1"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(site.spool_snapshot(), before);
+}
+
+#[test]
+fn cool_down_ends_when_its_time_has_passed() {
+    let srv = Server::start();
+    let site = Site::new();
+    site.config(&suricata_only(&srv), "");
+    srv.fault(SURI, Fault::RetryAfter(429, 1), 1);
+    let r = site.fetch();
+    assert_eq!(r.code(), 1, "{}", r.all());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let r = site.fetch();
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert_eq!(site.bundles(), ["et-open-suricata-5.0-00000001"]);
+}
+
+#[test]
+fn retention_keeps_the_newest_bundles_and_heartbeat_can_be_off() {
+    let srv = Server::start();
+    let site = Site::new();
+    let cfg = site.config(
+        &format!("  - ruleset: et-blockrules\n    base_url: {}\n", srv.base),
+        "",
+    );
+    let t = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, t.replace("keep_bundles: 30", "keep_bundles: 2")).unwrap();
+    for _ in 0..3 {
+        assert_eq!(site.fetch().code(), 0);
+    }
+    assert_eq!(
+        site.bundles(),
+        ["et-blockrules-00000002", "et-blockrules-00000003"]
+    );
+    let t = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, t.replace("heartbeat: true", "heartbeat: false")).unwrap();
+    let r = site.fetch();
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stdout().contains("et-blockrules: unchanged\n"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(site.bundles().len(), 2);
+}
