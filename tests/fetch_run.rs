@@ -692,3 +692,37 @@ fn retention_keeps_the_newest_bundles_and_heartbeat_can_be_off() {
     );
     assert_eq!(site.bundles().len(), 2);
 }
+
+#[test]
+fn corrupt_state_fails_that_source_only_and_is_left_for_the_operator() {
+    let srv = Server::start();
+    let site = Site::new();
+    site.standard(&srv);
+    assert_eq!(site.fetch().code(), 0);
+    let st = site.state().join("sources/et-open-snort-2.9.0.json");
+    std::fs::write(&st, b"{ not json").unwrap();
+    let r = site.fetch();
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(
+        r.stdout()
+            .contains("et-open-snort-2.9.0: FAILED: fetch state"),
+        "{}",
+        r.stdout()
+    );
+    assert!(r.stdout().contains("is corrupt"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("2 heartbeat, 1 failed"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(std::fs::read(&st).unwrap(), b"{ not json");
+    // Removing it is safe: the sequence continues from the spool.
+    std::fs::remove_file(&st).unwrap();
+    assert_eq!(site.fetch().code(), 0);
+    assert!(
+        site.bundles()
+            .contains(&"et-open-snort-2.9.0-00000002".to_string()),
+        "{:?}",
+        site.bundles()
+    );
+}

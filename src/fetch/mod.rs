@@ -173,11 +173,13 @@ impl Ctx<'_> {
         if let Some(d) = e.cool_down {
             let until =
                 self.now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
-            let mut st = self.state.load(src_name).unwrap_or_default();
-            let reason = e.message.clone();
-            st.cool_down_until = Some(until);
-            st.cool_down_reason = Some(reason);
-            if let Err(se) = self.state.save(src_name, &st) {
+            // Never replace an unreadable state with a default one: that would lose the sequence.
+            let saved = self.state.load(src_name).and_then(|mut st| {
+                st.cool_down_until = Some(until);
+                st.cool_down_reason = Some(e.message.clone());
+                self.state.save(src_name, &st)
+            });
+            if let Err(se) = saved {
                 return Fail(format!(
                     "{}; and the cool-down could not be saved: {se:#}",
                     e.message
