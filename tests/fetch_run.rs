@@ -98,6 +98,7 @@ fn first_run_publishes_then_unchanged_run_downloads_no_archive_then_change_gives
     // Second run: upstream unchanged → no archive bytes, heartbeats.
     srv.clear_log();
     let r2 = site.fetch();
+    eprintln!("---- unchanged run:\n{}", r2.stdout());
     assert_eq!(r2.code(), 0, "{}", r2.all());
     assert_eq!(srv.archive_bytes_sent(), 0, "{:?}", srv.log());
     assert_eq!(srv.requests_for(SURI), 0, "version.txt said unchanged");
