@@ -319,7 +319,7 @@ impl Store {
             .query_row(
                 "SELECT b.id, b.source, b.sequence, b.stage, b.status, b.reason, b.updated_at, b.report
                  FROM bundles b WHERE b.report IS NOT NULL AND b.status IN ('done', 'stored')
-                 ORDER BY (SELECT MAX(j.id) FROM journal j WHERE j.bundle = b.id AND j.stage = 'stored') DESC
+                 ORDER BY (SELECT MAX(j.id) FROM journal j WHERE j.bundle = b.id AND j.stage = 'stored/in-progress') DESC
                  LIMIT 1",
                 [],
                 bundle_row,

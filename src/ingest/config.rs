@@ -127,6 +127,17 @@ impl SinksConfig {
         }
         v
     }
+
+    /// Construct the configured sinks. The ThreatQ helper builds its sink here from its typed
+    /// config; with `sinks: {}` there are none and the export stage is a no-op.
+    pub fn build(&self) -> anyhow::Result<Vec<Box<dyn crate::sinks::Sink>>> {
+        if self.threatq.is_some() {
+            return Err(usage(
+                "config key `sinks.threatq`: the ThreatQ sink is not available in this build",
+            ));
+        }
+        Ok(Vec::new())
+    }
 }
 
 fn yes() -> bool {

@@ -103,11 +103,12 @@ impl Ingestor {
             );
         }
         let store = Store::open(&cfg.store)?;
+        let sinks = cfg.sinks.build()?;
         Ok(Ingestor {
             cfg,
             keys,
             store,
-            sinks: Vec::new(),
+            sinks,
             stop: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         })
