@@ -119,9 +119,9 @@ impl Ingestor {
         self.sinks.push(sink);
     }
 
-    /// A flag that, once set (SIGTERM), makes the pipeline stop between stages.
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
+    /// Use `flag` (set by SIGTERM) to stop the pipeline between stages.
+    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = flag;
     }
 
     fn stopping(&self) -> bool {
@@ -150,6 +150,10 @@ impl Ingestor {
                     return self.finish(&id, path, row.source.as_deref(), None, opts);
                 }
                 if row.status == "held" && !opts.approve {
+                    if opts.remove_source && path != work && work.is_dir() {
+                        // The work copy is what `--approve` uses.
+                        remove_dir(path);
+                    }
                     let why = row.reason.clone().unwrap_or_default();
                     return Ok(Outcome::Held(format!("{id} is still held: {why}")));
                 }
@@ -166,8 +170,10 @@ impl Ingestor {
             Ok(o) => Ok(o),
             Err(Stop::Abandon) => Ok(Outcome::Abandoned),
             Err(Stop::Hold(reason)) => {
-                self.store
-                    .journal(&id, None, None, "gated", "held", Some(&reason))?;
+                if opts.remove_source && path != work && work.is_dir() {
+                    // Held bundles wait in the work dir for `ingest --approve`.
+                    remove_dir(path);
+                }
                 Ok(Outcome::Held(reason))
             }
             Err(Stop::Reject(reason)) => {

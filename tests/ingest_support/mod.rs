@@ -37,9 +37,14 @@ impl Env {
         let config = dir.path().join("config/watch.yaml");
         let mut text = String::from(
             "inbox: ../spool/inbox\nwork: ../spool/work\ndone: ../spool/done\nfailed: ../spool/failed\n\
-             store: ../spool/etferry.db\ntrusted_keys: [../keys/bundle.pub]\n\
-             rescan_interval: 200ms\ndebounce: 300ms\n",
+             store: ../spool/etferry.db\ntrusted_keys: [../keys/bundle.pub]\n",
         );
+        if !extra.contains("rescan_interval:") {
+            text.push_str("rescan_interval: 200ms\n");
+        }
+        if !extra.contains("debounce:") {
+            text.push_str("debounce: 300ms\n");
+        }
         text.push_str(extra);
         std::fs::write(&config, text).unwrap();
         Env { dir, key, config }
@@ -242,4 +247,67 @@ pub fn small_rules(sid: u32, n: u32) -> Vec<u8> {
         ));
     }
     s.into_bytes()
+}
+
+/// Copy a directory tree (a courier carrying a bundle).
+pub fn copy_dir(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dest.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+/// Wait until `cond` holds, up to `secs` seconds.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// `etferry watch` as a child process; killed on drop if still running.
+pub struct Watch {
+    pub child: std::process::Child,
+}
+
+impl Watch {
+    pub fn start(env: &Env, vars: &[(&str, &str)]) -> Watch {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_etferry"));
+        c.arg("-c").arg(&env.config).arg("watch");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        Watch { child: c.spawn().unwrap() }
+    }
+
+    /// SIGTERM, then the exit code and output.
+    pub fn terminate(mut self) -> Output {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let o = child.wait_with_output().unwrap();
+        Output {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
