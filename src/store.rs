@@ -449,7 +449,11 @@ impl Store {
 
     /// Store one bundle's rules, indicators, history and sequence in one transaction, and move its
     /// journal to `stored`. `crash_hook` runs just before the commit (test hook for kill -9).
-    pub fn store_bundle(&mut self, b: &StoreBatch<'_>, crash_hook: impl Fn()) -> anyhow::Result<()> {
+    pub fn store_bundle(
+        &mut self,
+        b: &StoreBatch<'_>,
+        crash_hook: impl Fn(),
+    ) -> anyhow::Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut upsert = tx.prepare_cached(
@@ -511,7 +515,9 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for i in inds {
-                    ins.execute(params![b.source, i.value, i.kind, i.section, i.file, b.bundle])?;
+                    ins.execute(params![
+                        b.source, i.value, i.kind, i.section, i.file, b.bundle
+                    ])?;
                 }
             }
             let now = now_text();

@@ -64,7 +64,14 @@ fn corpus_rulesets_are_stored_with_the_corpus_counts() {
         )
         .unwrap();
     assert_eq!((n, enabled), (3_444, 0));
-    let o = env.run(&["rules", "--grep", "ET DELETED", "--status", "Inactive", "--json"]);
+    let o = env.run(&[
+        "rules",
+        "--grep",
+        "ET DELETED",
+        "--status",
+        "Inactive",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert!(v["rules"].as_array().unwrap().len() >= 3_444);
 }
@@ -86,7 +93,13 @@ fn block_ip_lists_become_indicators_with_their_sections() {
             read("et-blocklists/blockrules-2019-10-04/emerging-botcc.rules"),
         ),
     ];
-    let b = env.bundle_in(&env.path("spool/outbox"), "et-blockrules", "et-blockrules", 1, &files);
+    let b = env.bundle_in(
+        &env.path("spool/outbox"),
+        "et-blockrules",
+        "et-blockrules",
+        1,
+        &files,
+    );
     let o = env.ingest(&b);
     assert_eq!(o.code, Some(0), "{o:?}");
     let s = env.source_status("et-blockrules");
@@ -183,7 +196,8 @@ fn diff_2017_then_2024_equals_an_independent_computation() {
 
     let old = simple_rules(&old_dir);
     let new = simple_rules(&new_dir);
-    let (mut added, mut removed, mut modified, mut enabled_changed, mut unchanged) = (0, 0, 0, 0, 0);
+    let (mut added, mut removed, mut modified, mut enabled_changed, mut unchanged) =
+        (0, 0, 0, 0, 0);
     for (sid, n) in &new {
         match old.get(sid) {
             None => added += 1,

@@ -71,6 +71,9 @@ fn kill_9_at_any_stage_then_rerun_equals_a_clean_run() {
     ] {
         let got = run(Some(stage), &old, &new);
         assert_eq!(got.len(), clean.len(), "crash at {stage}");
-        assert!(got == clean, "crash at {stage}: store differs from a clean run");
+        assert!(
+            got == clean,
+            "crash at {stage}: store differs from a clean run"
+        );
     }
 }

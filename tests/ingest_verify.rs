@@ -24,7 +24,9 @@ fn same_bundle_twice_changes_nothing() {
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(o.stderr.contains("already done"), "{o:?}");
     assert_eq!(env.dump(), before);
-    assert!(env.path("spool/done/et-open-00000001/manifest.json").exists());
+    assert!(env
+        .path("spool/done/et-open-00000001/manifest.json")
+        .exists());
 }
 
 #[test]
@@ -38,7 +40,9 @@ fn replayed_older_sequence_is_rejected_with_exit_4() {
     assert_eq!(o.code, Some(4), "{o:?}");
     assert!(o.stdout.contains("replay or rollback"), "{o:?}");
     assert!(reason(&env, "et-open-00000001").contains("last accepted sequence 2"));
-    assert!(env.path("spool/failed/et-open-00000001/manifest.json").exists());
+    assert!(env
+        .path("spool/failed/et-open-00000001/manifest.json")
+        .exists());
     // Only the journal learnt about the rejected bundle.
     let strip = |d: Vec<String>| -> Vec<String> {
         d.into_iter().filter(|l| !l.contains("00000001")).collect()
@@ -60,7 +64,9 @@ fn one_changed_payload_byte_is_rejected_and_nothing_stored() {
     assert!(reason(&env, "et-open-00000001").contains("sha256"), "{o:?}");
     assert_eq!(env.status()["sources"].as_array().unwrap().len(), 0);
     let c = rusqlite::Connection::open(env.store_path()).unwrap();
-    let n: i64 = c.query_row("SELECT COUNT(*) FROM rules", [], |r| r.get(0)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT COUNT(*) FROM rules", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 0);
 }
 
@@ -92,7 +98,13 @@ fn bundle_signed_by_an_untrusted_key_is_rejected() {
         Utc::now(),
         std::time::Duration::from_secs(86400),
     );
-    let b = bundle::publish(&env.path("spool/outbox"), m, &rules_file(2_000_000, 3), &key).unwrap();
+    let b = bundle::publish(
+        &env.path("spool/outbox"),
+        m,
+        &rules_file(2_000_000, 3),
+        &key,
+    )
+    .unwrap();
     let o = env.ingest(&b);
     assert_eq!(o.code, Some(4), "{o:?}");
     assert!(reason(&env, "et-open-00000001").contains("not a trusted key"));
@@ -104,17 +116,41 @@ fn unsafe_archives_are_rejected_with_a_clear_reason() {
     let good = small_rules(2_000_000, 2);
     let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
     let mut t = Vec::new();
-    raw_tar_entry(&mut t, "rules/../../etc/evil.rules", tar::EntryType::Regular, None, &good);
+    raw_tar_entry(
+        &mut t,
+        "rules/../../etc/evil.rules",
+        tar::EntryType::Regular,
+        None,
+        &good,
+    );
     cases.push(("dotdot", gzip_tar(t), ".."));
     let mut t = Vec::new();
-    raw_tar_entry(&mut t, "/etc/evil.rules", tar::EntryType::Regular, None, &good);
+    raw_tar_entry(
+        &mut t,
+        "/etc/evil.rules",
+        tar::EntryType::Regular,
+        None,
+        &good,
+    );
     cases.push(("absolute", gzip_tar(t), "absolute"));
     let mut t = Vec::new();
-    raw_tar_entry(&mut t, "rules/link.rules", tar::EntryType::Symlink, Some("/etc/passwd"), b"");
+    raw_tar_entry(
+        &mut t,
+        "rules/link.rules",
+        tar::EntryType::Symlink,
+        Some("/etc/passwd"),
+        b"",
+    );
     cases.push(("symlink", gzip_tar(t), "symlink"));
     // A gzip bomb: 8 MiB of zeros compress to a few KiB; the member limit is 1 MiB.
     let mut t = Vec::new();
-    raw_tar_entry(&mut t, "rules/bomb.rules", tar::EntryType::Regular, None, &vec![0u8; 8 << 20]);
+    raw_tar_entry(
+        &mut t,
+        "rules/bomb.rules",
+        tar::EntryType::Regular,
+        None,
+        &vec![0u8; 8 << 20],
+    );
     let bomb = gzip_tar(t);
     assert!(bomb.len() < 100_000);
     cases.push(("bomb", bomb, "limit"));
@@ -127,7 +163,11 @@ fn unsafe_archives_are_rejected_with_a_clear_reason() {
         assert!(r.contains(word), "{name}: reason {r:?} lacks {word:?}");
         assert!(r.contains("emerging.rules.tar.gz"), "{name}: {r}");
         assert!(!env.path("etc").exists() && !std::path::Path::new("/etc/evil.rules").exists());
-        assert_eq!(env.status()["sources"].as_array().unwrap().len(), 0, "case {i}");
+        assert_eq!(
+            env.status()["sources"].as_array().unwrap().len(),
+            0,
+            "case {i}"
+        );
     }
 }
 
@@ -136,7 +176,11 @@ fn empty_ruleset_is_held_until_approved() {
     let env = Env::new();
     let b1 = env.bundle("et-open", 1, &rules_file(2_000_000, 5));
     assert_eq!(env.ingest(&b1).code, Some(0));
-    let b2 = env.bundle("et-open", 2, &[("emerging-test.rules".into(), b"# nothing\n".to_vec())]);
+    let b2 = env.bundle(
+        "et-open",
+        2,
+        &[("emerging-test.rules".into(), b"# nothing\n".to_vec())],
+    );
     let o = env.ingest(&b2);
     assert_eq!(o.code, Some(5), "{o:?}");
     assert!(o.stdout.contains("HELD"), "{o:?}");
@@ -160,9 +204,17 @@ fn empty_ruleset_is_held_until_approved() {
 #[test]
 fn large_drop_is_held_and_small_drop_is_not() {
     let env = Env::new();
-    assert_eq!(env.ingest(&env.bundle("et-open", 1, &rules_file(2_000_000, 10))).code, Some(0));
+    assert_eq!(
+        env.ingest(&env.bundle("et-open", 1, &rules_file(2_000_000, 10)))
+            .code,
+        Some(0)
+    );
     // 10 → 8: 20 %, at the limit, passes.
-    assert_eq!(env.ingest(&env.bundle("et-open", 2, &rules_file(2_000_000, 8))).code, Some(0));
+    assert_eq!(
+        env.ingest(&env.bundle("et-open", 2, &rules_file(2_000_000, 8)))
+            .code,
+        Some(0)
+    );
     // 8 → 6: 25 %, held.
     let o = env.ingest(&env.bundle("et-open", 3, &rules_file(2_000_000, 6)));
     assert_eq!(o.code, Some(5), "{o:?}");
@@ -175,7 +227,11 @@ fn duplicate_sids_keep_the_highest_rev_and_are_reported() {
     let text = "alert tcp any any -> any any (msg:\"ET TEST a\"; sid:2000001; rev:3;)\n\
                 alert tcp any any -> any any (msg:\"ET TEST b\"; sid:2000001; rev:7;)\n\
                 alert tcp any any -> any any (msg:\"ET TEST c\"; sid:2000001; rev:5;)\n";
-    let b = env.bundle("et-open", 1, &[("x.rules".into(), text.as_bytes().to_vec())]);
+    let b = env.bundle(
+        "et-open",
+        1,
+        &[("x.rules".into(), text.as_bytes().to_vec())],
+    );
     let o = env.ingest(&b);
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(o.stdout.contains("2 duplicates"), "{o:?}");
@@ -195,13 +251,20 @@ fn bundle_of_a_ruleset_not_imported_is_refused() {
     let b = env.bundle("et-open", 1, &rules_file(2_000_000, 3));
     let o = env.ingest(&b);
     assert_eq!(o.code, Some(4), "{o:?}");
-    assert!(o.stdout.contains("ruleset et-open is not imported here"), "{o:?}");
+    assert!(
+        o.stdout.contains("ruleset et-open is not imported here"),
+        "{o:?}"
+    );
 }
 
 #[test]
 fn heartbeat_moves_the_sequence_and_status_warns_about_a_stalled_courier() {
     let env = Env::new();
-    assert_eq!(env.ingest(&env.bundle("et-open", 1, &rules_file(2_000_000, 3))).code, Some(0));
+    assert_eq!(
+        env.ingest(&env.bundle("et-open", 1, &rules_file(2_000_000, 3)))
+            .code,
+        Some(0)
+    );
     let mut m = Manifest::new(
         SourceInfo {
             name: "et-open".into(),
@@ -224,8 +287,11 @@ fn heartbeat_moves_the_sequence_and_status_warns_about_a_stalled_courier() {
     assert_eq!(s["stalled"], false);
     // Pretend the courier has been silent for longer than the bundle lifetime.
     let c = rusqlite::Connection::open(env.store_path()).unwrap();
-    c.execute("UPDATE sources SET last_seen_at = '2020-01-01T00:00:00+00:00'", [])
-        .unwrap();
+    c.execute(
+        "UPDATE sources SET last_seen_at = '2020-01-01T00:00:00+00:00'",
+        [],
+    )
+    .unwrap();
     let o = env.run(&["status"]);
     assert!(o.stdout.contains("courier stalled"), "{o:?}");
 }

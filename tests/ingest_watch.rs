@@ -13,8 +13,10 @@ fn files() -> Vec<(String, Vec<u8>)> {
 }
 
 fn info_rule_count() -> u64 {
-    let text = String::from_utf8(read("et-open-suricata-5.0-2024-04-21/rules/emerging-info.rules"))
-        .unwrap();
+    let text = String::from_utf8(read(
+        "et-open-suricata-5.0-2024-04-21/rules/emerging-info.rules",
+    ))
+    .unwrap();
     text.lines()
         .filter(|l| {
             let b = l.trim_start_matches(['#', ' ']);
@@ -32,13 +34,18 @@ fn watch_takes_a_bundle_dropped_into_the_inbox() {
     let b = env.bundle("et-open", 1, &files());
     copy_dir(&b, &env.inbox().join("et-open-00000001"));
     assert!(
-        wait_for(20, || env.path("spool/done/et-open-00000001/manifest.json").exists()),
+        wait_for(20, || env
+            .path("spool/done/et-open-00000001/manifest.json")
+            .exists()),
         "not taken"
     );
     let o = w.terminate();
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(o.stdout.contains("et-open-00000001"), "{o:?}");
-    assert!(!env.inbox().join("et-open-00000001").exists(), "left in the inbox");
+    assert!(
+        !env.inbox().join("et-open-00000001").exists(),
+        "left in the inbox"
+    );
     assert_eq!(env.source_status("et-open")["rules"], info_rule_count());
 }
 

@@ -54,7 +54,10 @@ pub fn print_outcome(o: &Outcome) {
                 println!("  error: {e}");
             }
             if r.errors.len() > 20 {
-                println!("  … {} more errors (etferry report --json)", r.errors.len() - 20);
+                println!(
+                    "  … {} more errors (etferry report --json)",
+                    r.errors.len() - 20
+                );
             }
             for d in r.duplicates.iter().take(20) {
                 println!(

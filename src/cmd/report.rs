@@ -45,7 +45,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     };
     let Some(json) = row.report.as_deref() else {
         let why = row.reason.as_deref().unwrap_or("");
-        println!("{}: {} ({}) {why}: no change report", row.id, row.status, row.stage);
+        println!(
+            "{}: {} ({}) {why}: no change report",
+            row.id, row.status, row.stage
+        );
         return Ok(Exit::Ok);
     };
     let report: Report = serde_json::from_str(json)?;
@@ -74,7 +77,11 @@ fn line(e: &Entry) -> String {
         e.gid,
         e.sid,
         e.rev,
-        if e.enabled { "standard    " } else { "non-standard" },
+        if e.enabled {
+            "standard    "
+        } else {
+            "non-standard"
+        },
         e.category.as_deref().unwrap_or("-"),
         e.msg,
         format_args!("  ({})", e.file)

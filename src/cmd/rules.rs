@@ -80,7 +80,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             writeln!(
                 w,
                 "{}:{}:{}  {:<12} {:<12} {}  ({}, {})",
-                v["gid"], v["sid"], v["rev"],
+                v["gid"],
+                v["sid"],
+                v["rev"],
                 v["class"].as_str().unwrap_or(""),
                 v["status"].as_str().unwrap_or(""),
                 v["msg"].as_str().unwrap_or(""),
@@ -90,7 +92,11 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         }
     }
     if args.json {
-        writeln!(w, "{}", serde_json::to_string_pretty(&json!({ "rules": out }))?)?;
+        writeln!(
+            w,
+            "{}",
+            serde_json::to_string_pretty(&json!({ "rules": out }))?
+        )?;
     }
     w.flush()?;
     Ok(Exit::Ok)

@@ -20,7 +20,13 @@ pub const STATUSES: [&str; 6] = [
 ];
 
 /// Catalog ids a bundle may carry.
-pub const RULESETS: [&str; 5] = ["et-open", "et-open-nogpl", "et-pro", "et-blockrules", "custom"];
+pub const RULESETS: [&str; 5] = [
+    "et-open",
+    "et-open-nogpl",
+    "et-pro",
+    "et-blockrules",
+    "custom",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -46,10 +46,7 @@ pub fn is_ip_list(path: &str) -> bool {
 
 /// Read every payload file (archives are opened in memory with `limits`), parse the rules files in
 /// parallel and collect the IP lists.
-pub fn read_payload(
-    files: &[(String, Vec<u8>)],
-    limits: &Limits,
-) -> Result<Payload, PayloadError> {
+pub fn read_payload(files: &[(String, Vec<u8>)], limits: &Limits) -> Result<Payload, PayloadError> {
     let mut members: Vec<(String, Vec<u8>)> = Vec::new();
     for (name, data) in files {
         let lower = name.to_ascii_lowercase();
@@ -68,8 +65,9 @@ pub fn read_payload(
             }
         }
     }
-    let (rule_files, lists): (Vec<_>, Vec<_>) =
-        members.into_iter().partition(|(p, _)| p.ends_with(".rules"));
+    let (rule_files, lists): (Vec<_>, Vec<_>) = members
+        .into_iter()
+        .partition(|(p, _)| p.ends_with(".rules"));
     let mut payload = Payload {
         rule_files: rule_files.len(),
         ..Payload::default()
@@ -149,7 +147,10 @@ pub fn parse_ip_list(path: &str, data: &[u8], out: &mut Vec<Indicator>, errors: 
                 section: section.clone(),
                 file: path.to_string(),
             }),
-            None => errors.push(format!("{path}:{}: not an IP address or CIDR: {line:?}", i + 1)),
+            None => errors.push(format!(
+                "{path}:{}: not an IP address or CIDR: {line:?}",
+                i + 1
+            )),
         }
     }
 }

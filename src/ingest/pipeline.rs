@@ -49,7 +49,9 @@ pub enum Outcome {
     /// Stored (and exported where sinks are configured).
     Done(Box<Report>),
     /// A heartbeat: the source's last-seen time moved on.
-    Heartbeat { source: String },
+    Heartbeat {
+        source: String,
+    },
     /// Processed before; nothing to do.
     AlreadyDone,
     Rejected(String),
@@ -228,7 +230,7 @@ impl Ingestor {
                 m.bundle_id
             )));
         }
-        if !self.cfg.rulesets.iter().any(|r| *r == m.source.ruleset) {
+        if !self.cfg.rulesets.contains(&m.source.ruleset) {
             return Err(Stop::Reject(format!(
                 "{id}: ruleset {} is not imported here (rulesets: {}); add it to `rulesets` in the config to accept it",
                 m.source.ruleset,
@@ -424,9 +426,8 @@ impl Ingestor {
             if dest.exists() {
                 std::fs::remove_dir_all(&dest)?;
             }
-            std::fs::rename(&work, &dest).with_context(|| {
-                format!("cannot move {} to {}", work.display(), dest.display())
-            })?;
+            std::fs::rename(&work, &dest)
+                .with_context(|| format!("cannot move {} to {}", work.display(), dest.display()))?;
         }
         if opts.remove_source && src != work && src.exists() {
             remove_dir(src);
@@ -434,17 +435,15 @@ impl Ingestor {
         self.store.journal(id, None, None, "done", "done", None)?;
         Ok(match report {
             Some(r) => Outcome::Done(Box::new(r)),
-            None => {
-                match self.store.bundle(id)?.and_then(|b| b.report) {
-                    Some(j) if source.is_some() => match serde_json::from_str::<Report>(&j) {
-                        Ok(r) => Outcome::Done(Box::new(r)),
-                        Err(_) => Outcome::AlreadyDone,
-                    },
-                    _ => Outcome::Heartbeat {
-                        source: source.unwrap_or_default().to_string(),
-                    },
-                }
-            }
+            None => match self.store.bundle(id)?.and_then(|b| b.report) {
+                Some(j) if source.is_some() => match serde_json::from_str::<Report>(&j) {
+                    Ok(r) => Outcome::Done(Box::new(r)),
+                    Err(_) => Outcome::AlreadyDone,
+                },
+                _ => Outcome::Heartbeat {
+                    source: source.unwrap_or_default().to_string(),
+                },
+            },
         })
     }
 
@@ -506,7 +505,10 @@ impl Ingestor {
                 }
                 Err(e) => {
                     exit = Exit::Partial;
-                    eprintln!("sink {name}: export failed, {} changes stay pending: {e:#}", items.len());
+                    eprintln!(
+                        "sink {name}: export failed, {} changes stay pending: {e:#}",
+                        items.len()
+                    );
                 }
             }
         }
@@ -535,7 +537,9 @@ pub fn copy_bundle(src: &Path, dest: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", parent.display()))?;
     let tmp = parent.join(format!(
         ".{}.copying",
-        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        dest.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
@@ -572,8 +576,8 @@ fn verify_unsigned(dir: &Path) -> anyhow::Result<VerifiedBundle> {
     let name = dir.display();
     let bytes = std::fs::read(dir.join(bundle::MANIFEST))
         .with_context(|| format!("{name}: cannot read {}", bundle::MANIFEST))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{name}: manifest is invalid"))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).with_context(|| format!("{name}: manifest is invalid"))?;
     if manifest.expires_at < Utc::now() {
         anyhow::bail!("{name}: expired at {}", manifest.expires_at);
     }
@@ -585,11 +589,20 @@ fn verify_unsigned(dir: &Path) -> anyhow::Result<VerifiedBundle> {
         let data = std::fs::read(dir.join(&f.path))
             .with_context(|| format!("{name}: cannot read {}", f.path))?;
         if data.len() as u64 != f.size {
-            anyhow::bail!("{name}: file {}: size is {}, the manifest says {}", f.path, data.len(), f.size);
+            anyhow::bail!(
+                "{name}: file {}: size is {}, the manifest says {}",
+                f.path,
+                data.len(),
+                f.size
+            );
         }
         let sha = hex::encode(Sha256::digest(&data));
         if !sha.eq_ignore_ascii_case(&f.sha256) {
-            anyhow::bail!("{name}: file {}: sha256 is {sha}, the manifest says {}", f.path, f.sha256);
+            anyhow::bail!(
+                "{name}: file {}: sha256 is {sha}, the manifest says {}",
+                f.path,
+                f.sha256
+            );
         }
         payload.push((f.clone(), data));
     }

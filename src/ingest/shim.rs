@@ -43,7 +43,9 @@ pub fn read_archive(name: &str, bytes: &[u8], l: &Limits) -> Result<Vec<Member>,
                 return Err(format!("{name}: member {path}: hard link"));
             }
             if !t.is_file() {
-                return Err(format!("{name}: member {path}: device, fifo or special file"));
+                return Err(format!(
+                    "{name}: member {path}: device, fifo or special file"
+                ));
             }
             if out.len() >= l.max_members {
                 return Err(format!("{name}: more than {} members", l.max_members));
@@ -108,7 +110,15 @@ impl Rule<'_> {
 }
 
 const ACTIONS: [&str; 9] = [
-    "alert", "drop", "pass", "reject", "rejectsrc", "rejectdst", "rejectboth", "log", "sdrop",
+    "alert",
+    "drop",
+    "pass",
+    "reject",
+    "rejectsrc",
+    "rejectdst",
+    "rejectboth",
+    "log",
+    "sdrop",
 ];
 
 pub fn parse_many<'a>(files: &'a [(String, Vec<u8>)], _o: &ParseOptions) -> Vec<ParsedFile<'a>> {
@@ -128,14 +138,15 @@ fn parse_bytes<'a>(file: &str, data: &'a [u8]) -> ParsedFile<'a> {
             continue;
         };
         let line = line.trim_end_matches('\r').trim();
-        let body = line.trim_start_matches(|c| c == '#' || c == ' ');
+        let body = line.trim_start_matches(['#', ' ']);
         let enabled = body.len() == line.len();
         let Some((action, _)) = body.split_once(' ') else {
             continue;
         };
         if !ACTIONS.contains(&action) || !body.contains("sid:") {
             if enabled && ACTIONS.contains(&action) {
-                pf.errors.push(format!("{file}:{}: rule without sid", i + 1));
+                pf.errors
+                    .push(format!("{file}:{}: rule without sid", i + 1));
             }
             continue;
         }
@@ -174,7 +185,10 @@ fn parse_rule(text: &str, enabled: bool, line: usize) -> Option<Rule<'_>> {
     }
     let mut have_sid = false;
     for o in opts {
-        let (k, v) = o.split_once(':').map(|(k, v)| (k.trim(), v.trim())).unwrap_or((o, ""));
+        let (k, v) = o
+            .split_once(':')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .unwrap_or((o, ""));
         match k {
             "sid" => {
                 r.sid = v.parse().ok()?;

@@ -118,7 +118,9 @@ pub fn watch(cfg: WatchConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Exit> {
             Err(mpsc::RecvTimeoutError::Disconnected) => {}
         }
         let now = Instant::now();
-        let waiting = candidates.values().any(|c| now.duration_since(c.since) >= debounce);
+        let waiting = candidates
+            .values()
+            .any(|c| now.duration_since(c.since) >= debounce);
         if !(dirty || waiting || now >= next_scan) {
             continue;
         }

@@ -210,7 +210,13 @@ pub fn targz(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// Write raw bytes as a tar header + data with an arbitrary (possibly unsafe) name and type.
-pub fn raw_tar_entry(out: &mut Vec<u8>, name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]) {
+pub fn raw_tar_entry(
+    out: &mut Vec<u8>,
+    name: &str,
+    kind: tar::EntryType,
+    link: Option<&str>,
+    data: &[u8],
+) {
     let mut h = tar::Header::new_old();
     {
         let bytes = h.as_old_mut();
@@ -287,8 +293,11 @@ impl Watch {
         for (k, v) in vars {
             c.env(k, v);
         }
-        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        Watch { child: c.spawn().unwrap() }
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        Watch {
+            child: c.spawn().unwrap(),
+        }
     }
 
     /// SIGTERM, then the exit code and output.
