@@ -24,6 +24,9 @@ use crate::store::{Store, StoreBatch};
 pub const CRASH_ENV: &str = "ETFERRY_TEST_CRASH_AT";
 
 fn crash_point(stage: &str) {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    tracing::debug!("stage {stage} reached at {} ms", start.elapsed().as_millis());
     if let Ok(want) = std::env::var(CRASH_ENV) {
         if want == stage {
             eprintln!("etferry: test hook {CRASH_ENV}={stage}: aborting");
@@ -210,6 +213,7 @@ impl Ingestor {
             Ok(())
         };
         j(&self.store, "seen", None)?;
+        crash_point("seen");
         let dir = if dry || src == work {
             src.to_path_buf()
         } else {
