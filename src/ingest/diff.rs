@@ -49,13 +49,13 @@ pub struct Diff {
     pub before: u64,
 }
 
-fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
+fn entry(r: &NewRule<'_>, previous_rev: Option<u32>) -> Entry {
     Entry {
         gid: r.gid,
         sid: r.sid,
         rev: r.rev,
-        msg: r.msg.clone(),
-        file: r.file.clone(),
+        msg: r.msg.to_string(),
+        file: r.file.to_string(),
         category: r.category.clone(),
         enabled: r.enabled,
         previous_rev,
@@ -63,7 +63,7 @@ fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
 }
 
 /// Compare the new, deduplicated rules of a source with what the store holds for it.
-pub fn diff(new: &[NewRule], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
+pub fn diff(new: &[NewRule<'_>], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
     let mut d = Diff {
         before: old.values().filter(|o| !o.removed).count() as u64,
         ..Diff::default()
@@ -83,7 +83,7 @@ pub fn diff(new: &[NewRule], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
                 d.added.push(entry(r, None));
                 d.changes.insert(key, "added");
             }
-            Some(o) if o.rev != r.rev || o.text_hash != r.text_hash() => {
+            Some(o) if o.rev != r.rev || o.text_hash != r.hash => {
                 d.counts.modified += 1;
                 d.modified.push(entry(r, Some(o.rev)));
                 d.changes.insert(key, "modified");

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use rayon::prelude::*;
 
-use crate::store::{Indicator, NewRule};
+use crate::store::{text_hash, Indicator, NewRule};
 
 /// Archive limits (mirrors `archive::Limits`).
 #[derive(Debug, Clone)]
@@ -23,19 +23,15 @@ pub struct Limits {
 #[error("{0}")]
 pub struct PayloadError(pub String);
 
-/// What a payload holds.
+/// The payload's rules files (kept in memory; parsed rules borrow from them) and IP lists.
 #[derive(Debug, Default)]
-pub struct Payload {
-    /// Every rule, in file order (duplicates not yet removed).
-    pub rules: Vec<NewRule>,
-    /// Per-rule parse errors (`file:line: reason`); reported, never silently dropped.
-    pub errors: Vec<String>,
+pub struct Members {
+    /// `(path, bytes)` of every rules file, archive members named by their member path.
+    pub rule_files: Vec<(String, Vec<u8>)>,
     /// Indicators from the IP lists; `None` when the payload has no IP list.
     pub indicators: Option<Vec<Indicator>>,
     /// Problems in IP lists (`file:line: reason`).
     pub indicator_errors: Vec<String>,
-    /// Number of rules files read.
-    pub rule_files: usize,
 }
 
 /// Names of the plain IP lists that become indicators.
@@ -44,81 +40,103 @@ pub fn is_ip_list(path: &str) -> bool {
     name == "emerging-Block-IPs.txt" || name == "compromised-ips.txt"
 }
 
-/// Read every payload file (archives are opened in memory with `limits`), parse the rules files in
-/// parallel and collect the IP lists.
-pub fn read_payload(files: &[(String, Vec<u8>)], limits: &Limits) -> Result<Payload, PayloadError> {
-    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+/// Open the payload files (archives in memory, with `limits`): keep the rules files, turn the IP
+/// lists into indicators. Other members are dropped at once to keep memory low.
+pub fn read_members(
+    files: Vec<(String, Vec<u8>)>,
+    limits: &Limits,
+) -> Result<Members, PayloadError> {
+    let mut m = Members::default();
+    let mut lists: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut take = |path: String, data: Vec<u8>, m: &mut Members| {
+        if path.ends_with(".rules") {
+            m.rule_files.push((path, data));
+        } else if is_ip_list(&path) {
+            lists.push((path, data));
+        }
+    };
     for (name, data) in files {
         let lower = name.to_ascii_lowercase();
-        if lower.ends_with(".rules") || is_ip_list(name) {
-            members.push((name.clone(), data.clone()));
-            continue;
-        }
-        if !(lower.ends_with(".tar.gz") || lower.ends_with(".tgz") || lower.ends_with(".zip")) {
-            continue;
-        }
-        let read = super::shim::read_archive(name, data, limits)
-            .map_err(|e| PayloadError(format!("archive {name}: {e}")))?;
-        for m in read {
-            if m.path.ends_with(".rules") || is_ip_list(&m.path) {
-                members.push((m.path, m.data));
+        if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") || lower.ends_with(".zip") {
+            let read = super::shim::read_archive(&name, &data, limits)
+                .map_err(|e| PayloadError(format!("archive {name}: {e}")))?;
+            drop(data);
+            for mem in read {
+                take(mem.path, mem.data, &mut m);
             }
+        } else {
+            take(name, data, &mut m);
         }
-    }
-    let (rule_files, lists): (Vec<_>, Vec<_>) = members
-        .into_iter()
-        .partition(|(p, _)| p.ends_with(".rules"));
-    let mut payload = Payload {
-        rule_files: rule_files.len(),
-        ..Payload::default()
-    };
-    let opts = super::shim::ParseOptions;
-    let parsed = super::shim::parse_many(&rule_files, &opts);
-    let per_file: Vec<(Vec<NewRule>, Vec<String>)> = parsed
-        .into_par_iter()
-        .map(|pf| {
-            let rules = pf
-                .rules
-                .iter()
-                .map(|r| NewRule {
-                    gid: r.gid,
-                    sid: r.sid,
-                    rev: r.rev,
-                    msg: r.msg.to_string(),
-                    text: r.text.to_string(),
-                    enabled: r.enabled,
-                    classtype: r.classtype.map(str::to_string),
-                    category: r.category().map(str::to_string),
-                    file: pf.file.clone(),
-                    line: r.file_line,
-                    references: r
-                        .references
-                        .iter()
-                        .map(|(a, b)| (a.to_string(), b.to_string()))
-                        .collect(),
-                    metadata: r
-                        .metadata
-                        .iter()
-                        .map(|(a, b)| (a.to_string(), b.to_string()))
-                        .collect(),
-                })
-                .collect();
-            let errors = pf.errors.iter().map(|e| e.to_string()).collect();
-            (rules, errors)
-        })
-        .collect();
-    for (rules, errors) in per_file {
-        payload.rules.extend(rules);
-        payload.errors.extend(errors);
     }
     if !lists.is_empty() {
         let mut inds = Vec::new();
         for (path, data) in &lists {
-            parse_ip_list(path, data, &mut inds, &mut payload.indicator_errors);
+            parse_ip_list(path, data, &mut inds, &mut m.indicator_errors);
         }
-        payload.indicators = Some(inds);
+        m.indicators = Some(inds);
     }
-    Ok(payload)
+    Ok(m)
+}
+
+/// Parse every rules file in parallel. Rules come back in file order, borrowing from `m`, with the
+/// per-rule errors (`file:line: reason`).
+pub fn parse_rules(m: &Members) -> (Vec<NewRule<'_>>, Vec<String>) {
+    let opts = super::shim::ParseOptions;
+    let parsed = super::shim::parse_many(&m.rule_files, &opts);
+    let per_file: Vec<(Vec<NewRule<'_>>, Vec<String>)> = parsed
+        .into_par_iter()
+        .zip(m.rule_files.par_iter())
+        .map(|(pf, (path, _))| {
+            let errors = pf.errors.iter().map(|e| e.to_string()).collect();
+            let rules = pf
+                .rules
+                .into_iter()
+                .map(|r| {
+                    let category = r.category().map(str::to_string);
+                    NewRule {
+                        gid: r.gid,
+                        sid: r.sid,
+                        rev: r.rev,
+                        hash: text_hash(&r.text),
+                        msg: r.msg,
+                        text: r.text,
+                        enabled: r.enabled,
+                        classtype: r.classtype,
+                        category,
+                        file: path.as_str(),
+                        line: r.file_line,
+                    }
+                })
+                .collect();
+            (rules, errors)
+        })
+        .collect();
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for (r, e) in per_file {
+        rules.extend(r);
+        errors.extend(e);
+    }
+    (rules, errors)
+}
+
+/// `reference:` and `metadata` of one stored rule text, for sinks (not stored separately).
+pub fn rule_details(text: &str) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let data = [(String::from("rule"), text.as_bytes().to_vec())];
+    let parsed = super::shim::parse_many(&data, &super::shim::ParseOptions);
+    match parsed.first().and_then(|pf| pf.rules.first()) {
+        Some(r) => (
+            r.references
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            r.metadata
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    }
 }
 
 /// Parse a plain IP list: one IP or CIDR per line; a `#` line names the section of the entries
@@ -169,7 +187,7 @@ fn classify_ip(s: &str) -> Option<&'static str> {
 
 /// Keep one rule per (gid, sid): the highest numeric rev (first wins on a tie). Returns the kept
 /// rules in input order and the dropped duplicates.
-pub fn dedupe(rules: Vec<NewRule>) -> (Vec<NewRule>, Vec<NewRule>) {
+pub fn dedupe(rules: Vec<NewRule<'_>>) -> (Vec<NewRule<'_>>, Vec<NewRule<'_>>) {
     let mut best: HashMap<(u32, u32), usize> = HashMap::with_capacity(rules.len());
     for (i, r) in rules.iter().enumerate() {
         match best.get(&(r.gid, r.sid)) {

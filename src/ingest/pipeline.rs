@@ -26,7 +26,10 @@ pub const CRASH_ENV: &str = "ETFERRY_TEST_CRASH_AT";
 fn crash_point(stage: &str) {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let start = START.get_or_init(std::time::Instant::now);
-    tracing::debug!("stage {stage} reached at {} ms", start.elapsed().as_millis());
+    tracing::debug!(
+        "stage {stage} reached at {} ms",
+        start.elapsed().as_millis()
+    );
     if let Ok(want) = std::env::var(CRASH_ENV) {
         if want == stage {
             eprintln!("etferry: test hook {CRASH_ENV}={stage}: aborting");
@@ -274,10 +277,11 @@ impl Ingestor {
             .into_iter()
             .map(|(e, data)| (e.path, data))
             .collect();
-        let p = payload::read_payload(&files, &self.cfg.archive_limits())
+        let p = payload::read_members(files, &self.cfg.archive_limits())
             .map_err(|e| Stop::Reject(format!("{id}: {e}")))?;
-        drop(files);
-        let (rules, dups) = payload::dedupe(p.rules);
+        let (parsed, parse_errors) = payload::parse_rules(&p);
+        tracing::debug!("{} rules parsed", parsed.len());
+        let (rules, dups) = payload::dedupe(parsed);
         j(&self.store, "parsed", Some(&m))?;
         crash_point("parsed");
 
@@ -298,8 +302,8 @@ impl Ingestor {
             self.cfg.sanity.max_drop_percent,
         );
         let standard = rules.iter().filter(|r| r.enabled).count() as u64;
-        let mut errors = p.errors;
-        errors.extend(p.indicator_errors);
+        let mut errors = parse_errors;
+        errors.extend(p.indicator_errors.iter().cloned());
         let mut report = Report {
             bundle: id.to_string(),
             source: m.source.name.clone(),
@@ -320,7 +324,7 @@ impl Ingestor {
                     gid: r.gid,
                     sid: r.sid,
                     rev: r.rev,
-                    msg: r.msg.clone(),
+                    msg: r.msg.to_string(),
                     file: format!("{}:{}", r.file, r.line),
                     category: r.category.clone(),
                     enabled: r.enabled,

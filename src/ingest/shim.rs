@@ -84,6 +84,7 @@ pub fn read_archive(name: &str, bytes: &[u8], l: &Limits) -> Result<Vec<Member>,
 #[derive(Default)]
 pub struct ParseOptions;
 
+#[allow(dead_code)]
 pub struct ParsedFile<'a> {
     pub file: String,
     pub rules: Vec<Rule<'a>>,
