@@ -197,7 +197,8 @@ pub struct StoreBatch<'a> {
     pub changes: &'a HashMap<(u32, u32), &'static str>,
     /// `None`: the bundle carried no IP list, keep the old indicators.
     pub indicators: Option<&'a [Indicator]>,
-    pub report_json: &'a str,
+    /// The change report, gzipped JSON ([`gzip_json`]).
+    pub report_gz: &'a [u8],
 }
 
 /// Which rules a sink receives, and with which status names.
@@ -476,14 +477,24 @@ impl Store {
                          (SELECT text FROM rules WHERE source = ?1 AND gid = ?2 AND sid = ?3
                           AND text_hash <> ?8))",
             )?;
+            let mut hist_added = tx.prepare_cached(
+                "INSERT INTO rule_history (source, gid, sid, bundle, change, rev, enabled, text_hash)
+                 VALUES (?1, ?2, ?3, ?4, 'added', ?5, ?6, ?7)",
+            )?;
             for r in b.rules {
                 // Unchanged rules keep their row: only what changed is written.
                 let Some(change) = b.changes.get(&(r.gid, r.sid)) else {
                     continue;
                 };
-                hist.execute(params![
-                    b.source, r.gid, r.sid, b.bundle, change, r.rev, r.enabled, r.hash
-                ])?;
+                if *change == "added" {
+                    hist_added.execute(params![
+                        b.source, r.gid, r.sid, b.bundle, r.rev, r.enabled, r.hash
+                    ])?;
+                } else {
+                    hist.execute(params![
+                        b.source, r.gid, r.sid, b.bundle, change, r.rev, r.enabled, r.hash
+                    ])?;
+                }
                 upsert.execute(params![
                     b.source,
                     r.gid,
@@ -546,7 +557,7 @@ impl Store {
             )?;
             tx.execute(
                 "UPDATE bundles SET report = ?2 WHERE id = ?1",
-                params![b.bundle, gzip(b.report_json.as_bytes())?],
+                params![b.bundle, b.report_gz],
             )?;
             journal_in(
                 &tx,
@@ -739,10 +750,10 @@ fn source_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SourceRow> {
     })
 }
 
-fn gzip(data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    use std::io::Write;
+/// Serialise `v` as JSON straight into a gzip buffer.
+pub fn gzip_json<T: serde::Serialize>(v: &T) -> anyhow::Result<Vec<u8>> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data)?;
+    serde_json::to_writer(&mut e, v)?;
     Ok(e.finish()?)
 }
 

@@ -82,11 +82,13 @@ pub fn read_members(
 /// per-rule errors (`file:line: reason`).
 pub fn parse_rules(m: &Members) -> (Vec<NewRule<'_>>, Vec<String>) {
     let opts = super::shim::ParseOptions;
-    let parsed = super::shim::parse_many(&m.rule_files, &opts);
-    let per_file: Vec<(Vec<NewRule<'_>>, Vec<String>)> = parsed
-        .into_par_iter()
-        .zip(m.rule_files.par_iter())
-        .map(|(pf, (path, _))| {
+    // One file at a time per thread, so the parser's per-rule option lists of only the files in
+    // flight are in memory.
+    let per_file: Vec<(Vec<NewRule<'_>>, Vec<String>)> = m
+        .rule_files
+        .par_iter()
+        .map(|(path, data)| {
+            let pf = super::shim::parse_bytes(path, data, &opts);
             let errors = pf.errors.iter().map(|e| e.to_string()).collect();
             let rules = pf
                 .rules

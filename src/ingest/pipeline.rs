@@ -363,7 +363,8 @@ impl Ingestor {
             return Err(Stop::Abandon);
         }
 
-        let report_json = serde_json::to_string(&report).map_err(anyhow::Error::from)?;
+        // Gzipped as it is serialised: a full ruleset's report is several MB of JSON.
+        let report_gz = crate::store::gzip_json(&report)?;
         self.store
             .store_bundle(
                 &StoreBatch {
@@ -378,7 +379,7 @@ impl Ingestor {
                     removed: &d.removed_keys,
                     changes: &d.changes,
                     indicators: p.indicators.as_deref(),
-                    report_json: &report_json,
+                    report_gz: &report_gz,
                 },
                 || crash_point("storing"),
             )

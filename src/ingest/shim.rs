@@ -124,10 +124,13 @@ const ACTIONS: [&str; 9] = [
 
 pub fn parse_many<'a>(files: &'a [(String, Vec<u8>)], _o: &ParseOptions) -> Vec<ParsedFile<'a>> {
     use rayon::prelude::*;
-    files.par_iter().map(|(f, d)| parse_bytes(f, d)).collect()
+    files
+        .par_iter()
+        .map(|(f, d)| parse_bytes(f, d, _o))
+        .collect()
 }
 
-fn parse_bytes<'a>(file: &str, data: &'a [u8]) -> ParsedFile<'a> {
+pub fn parse_bytes<'a>(file: &str, data: &'a [u8], _o: &ParseOptions) -> ParsedFile<'a> {
     let mut pf = ParsedFile {
         file: file.to_string(),
         rules: Vec::new(),
