@@ -118,7 +118,7 @@ pub struct NewRule<'a> {
     pub hash: String,
     /// Shipped enabled (standard) or commented out (non-standard).
     pub enabled: bool,
-    pub classtype: Option<&'a str>,
+    pub classtype: Option<Cow<'a, str>>,
     /// Second word of `msg` (`MALWARE` in `ET MALWARE …`).
     pub category: Option<String>,
     /// Rules file inside the ruleset, e.g. `rules/emerging-info.rules`.

@@ -141,7 +141,7 @@ fn unsafe_archives_are_rejected_with_a_clear_reason() {
         Some("/etc/passwd"),
         b"",
     );
-    cases.push(("symlink", gzip_tar(t), "symlink"));
+    cases.push(("symlink", gzip_tar(t), "symbolic link"));
     // A gzip bomb: 8 MiB of zeros compress to a few KiB; the member limit is 1 MiB.
     let mut t = Vec::new();
     raw_tar_entry(

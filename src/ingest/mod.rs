@@ -7,7 +7,6 @@ pub mod diff;
 pub mod gate;
 pub mod payload;
 pub mod pipeline;
-mod shim;
 pub mod watcher;
 
 pub use config::WatchConfig;

@@ -10,12 +10,22 @@ use rayon::prelude::*;
 
 use crate::store::{text_hash, Indicator, NewRule};
 
-/// Archive limits (mirrors `archive::Limits`).
+/// Archive limits from watch.yaml.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_members: usize,
     pub max_member_size: u64,
     pub max_total_size: u64,
+}
+
+impl Limits {
+    fn to_archive(&self) -> crate::archive::Limits {
+        crate::archive::Limits {
+            max_members: self.max_members,
+            max_member_size: self.max_member_size,
+            max_total_size: self.max_total_size,
+        }
+    }
 }
 
 /// Why a payload cannot be read: the bundle is rejected with this reason.
@@ -58,7 +68,7 @@ pub fn read_members(
     for (name, data) in files {
         let lower = name.to_ascii_lowercase();
         if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") || lower.ends_with(".zip") {
-            let read = super::shim::read_archive(&name, &data, limits)
+            let read = crate::archive::read_archive(&name, &data, &limits.to_archive())
                 .map_err(|e| PayloadError(format!("archive {name}: {e}")))?;
             drop(data);
             for mem in read {
@@ -81,14 +91,14 @@ pub fn read_members(
 /// Parse every rules file in parallel. Rules come back in file order, borrowing from `m`, with the
 /// per-rule errors (`file:line: reason`).
 pub fn parse_rules(m: &Members) -> (Vec<NewRule<'_>>, Vec<String>) {
-    let opts = super::shim::ParseOptions;
+    let opts = crate::rules::ParseOptions::default();
     // One file at a time per thread, so the parser's per-rule option lists of only the files in
     // flight are in memory.
     let per_file: Vec<(Vec<NewRule<'_>>, Vec<String>)> = m
         .rule_files
         .par_iter()
         .map(|(path, data)| {
-            let pf = super::shim::parse_bytes(path, data, &opts);
+            let pf = crate::rules::parse_bytes(path, data, &opts);
             let errors = pf.errors.iter().map(|e| e.to_string()).collect();
             let rules = pf
                 .rules
@@ -125,7 +135,7 @@ pub fn parse_rules(m: &Members) -> (Vec<NewRule<'_>>, Vec<String>) {
 /// `reference:` and `metadata` of one stored rule text, for sinks (not stored separately).
 pub fn rule_details(text: &str) -> (Vec<(String, String)>, Vec<(String, String)>) {
     let data = [(String::from("rule"), text.as_bytes().to_vec())];
-    let parsed = super::shim::parse_many(&data, &super::shim::ParseOptions);
+    let parsed = crate::rules::parse_many(&data, &crate::rules::ParseOptions::default());
     match parsed.first().and_then(|pf| pf.rules.first()) {
         Some(r) => (
             r.references
