@@ -132,8 +132,11 @@ pub fn parse_rules(m: &Members) -> (Vec<NewRule<'_>>, Vec<String>) {
     (rules, errors)
 }
 
+/// (key, value) pairs in order.
+pub type Pairs = Vec<(String, String)>;
+
 /// `reference:` and `metadata` of one stored rule text, for sinks (not stored separately).
-pub fn rule_details(text: &str) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn rule_details(text: &str) -> (Pairs, Pairs) {
     let data = [(String::from("rule"), text.as_bytes().to_vec())];
     let parsed = crate::rules::parse_many(&data, &crate::rules::ParseOptions::default());
     match parsed.first().and_then(|pf| pf.rules.first()) {
