@@ -39,7 +39,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         print_outcome(&outcome);
         exit = exit.worst(outcome.exit());
     }
-    Ok(exit)
+    Ok(exit.worst(ing.export_exit))
 }
 
 /// The short human summary of one bundle (JSON reports are in the store: `etferry report`).

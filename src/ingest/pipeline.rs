@@ -84,6 +84,8 @@ pub struct Ingestor {
     pub store: Store,
     sinks: Vec<Box<dyn Sink>>,
     stop: Arc<AtomicBool>,
+    /// `Partial` once a sink failed in this run (its changes stay pending).
+    pub export_exit: Exit,
     _lock: RunLock,
 }
 
@@ -118,6 +120,7 @@ impl Ingestor {
             store,
             sinks,
             stop: Arc::new(AtomicBool::new(false)),
+            export_exit: Exit::Ok,
             _lock: lock,
         })
     }
@@ -521,6 +524,7 @@ impl Ingestor {
                 }
             }
         }
+        self.export_exit = self.export_exit.worst(exit);
         Ok(exit)
     }
 }
