@@ -91,3 +91,23 @@ fn partially_copied_bundle_is_not_taken_until_complete() {
     assert_eq!(env.source_status("et-open")["rules"], info_rule_count());
     assert!(!env.path("spool/failed/et-open-00000001").exists());
 }
+
+#[test]
+fn garbage_bundle_in_the_inbox_is_rejected_not_left_lingering() {
+    let env = Env::new();
+    let dest = env.inbox().join("et-open-00000007");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::write(dest.join("manifest.json"), b"{ not json").unwrap();
+    std::fs::write(dest.join("manifest.json.minisig"), b"junk").unwrap();
+    let w = Watch::start(&env, &[]);
+    assert!(
+        wait_for(20, || env
+            .path("spool/failed/et-open-00000007.reason.txt")
+            .exists()),
+        "not rejected"
+    );
+    let o = w.terminate();
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(!dest.exists());
+    assert_eq!(env.status()["sources"].as_array().unwrap().len(), 0);
+}

@@ -172,10 +172,18 @@ impl Ingestor {
         }
         let source_dir = if path.is_dir() {
             path.to_path_buf()
+        } else if path.exists() {
+            return Err(crate::exit::usage(format!(
+                "{}: not a bundle directory; only signed bundles (directories with manifest.json) are ingested",
+                path.display()
+            )));
         } else if work.is_dir() {
             work.clone()
         } else {
-            anyhow::bail!("{}: no such bundle directory", path.display());
+            return Err(crate::exit::usage(format!(
+                "{}: no such bundle (not in the work directory either)",
+                path.display()
+            )));
         };
         match self.run_stages(&id, &source_dir, &work, opts) {
             Ok(o) => Ok(o),

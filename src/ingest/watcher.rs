@@ -32,12 +32,15 @@ fn fingerprint(dir: &Path, require_signature: bool) -> Option<Fingerprint> {
     if require_signature && sig.is_none() {
         return None;
     }
-    // A manifest still being written does not parse yet.
-    let m: Manifest = serde_json::from_slice(&mbytes).ok()?;
     let mut fp = vec![
         (MANIFEST.to_string(), mbytes.len() as u64),
         (SIGNATURE.to_string(), sig.map(|s| s.len()).unwrap_or(0)),
     ];
+    // A manifest still being copied does not parse yet; one that stays unparsable for the
+    // debounce time is taken anyway, so that it is rejected with a reason instead of lingering.
+    let Ok(m) = serde_json::from_slice::<Manifest>(&mbytes) else {
+        return Some(Fingerprint(fp));
+    };
     for f in &m.files {
         let len = std::fs::metadata(dir.join(&f.path)).ok()?.len();
         if len != f.size {
