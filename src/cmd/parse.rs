@@ -51,8 +51,10 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
 
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut out, &summary)?;
-        writeln(&mut out, "")?;
+        // Serialise first, then write: an io::Error (a closed pipe) then reaches `cli::main` as
+        // itself, which treats a broken pipe as a normal end.
+        let json = serde_json::to_string(&summary)?;
+        writeln(&mut out, &json)?;
     } else {
         print_text(&mut out, &summary, &parsed, args.errors)?;
     }
