@@ -252,49 +252,94 @@ impl ParsedFile<'_> {
 /// Files larger than this are cut into chunks at rule boundaries and parsed in parallel.
 const CHUNK: usize = 512 * 1024;
 
-/// Parse one file's bytes.
-pub fn parse_bytes<'a>(file: &str, data: &'a [u8], opts: &ParseOptions) -> ParsedFile<'a> {
-    let dialect = match opts.dialect {
+/// Cut a file into chunks at rule boundaries, each with the line number it starts at.
+/// Snort 3 rules may span lines without `\`, so such files are one chunk.
+fn chunks_with_lines(data: &[u8], dialect: Dialect) -> Vec<(Range<usize>, usize)> {
+    if dialect == Dialect::Snort3 || data.len() <= CHUNK {
+        return vec![(0..data.len(), 1)];
+    }
+    let mut line = 1usize;
+    scan::chunk_boundaries(data, CHUNK)
+        .into_iter()
+        .map(|c| {
+            let first = line;
+            line += memchr::memchr_iter(b'\n', &data[c.clone()]).count();
+            (c, first)
+        })
+        .collect()
+}
+
+fn resolve(dialect: Dialect, data: &[u8]) -> Dialect {
+    match dialect {
         Dialect::Auto => scan::detect(data),
         d => d,
-    };
-    // Snort 3 rules may span lines without `\`, so a chunk boundary cannot be chosen from one line.
-    let chunks = if dialect == Dialect::Snort3 || data.len() <= CHUNK {
-        std::iter::once(0..data.len()).collect::<Vec<_>>()
-    } else {
-        scan::chunk_boundaries(data, CHUNK)
-    };
-    let (rules, errors) = if chunks.len() == 1 {
-        scan::parse_range(file, data, 0..data.len(), 1, dialect, opts.max_rule_len)
-    } else {
-        // Line numbers of each chunk's start, so errors and rules keep file-wide lines.
-        let mut starts = Vec::with_capacity(chunks.len());
-        let mut line = 1usize;
-        for c in &chunks {
-            starts.push(line);
-            line += memchr::memchr_iter(b'\n', &data[c.clone()]).count();
-        }
-        let parts: Vec<_> = chunks
-            .into_par_iter()
-            .zip(starts)
-            .map(|(range, first_line)| {
-                scan::parse_range(file, data, range, first_line, dialect, opts.max_rule_len)
-            })
-            .collect();
-        let mut rules = Vec::new();
-        let mut errors = Vec::new();
-        for (r, e) in parts {
-            rules.extend(r);
-            errors.extend(e);
-        }
-        (rules, errors)
-    };
+    }
+}
+
+/// Parse one file's bytes.
+pub fn parse_bytes<'a>(file: &str, data: &'a [u8], opts: &ParseOptions) -> ParsedFile<'a> {
+    let dialect = resolve(opts.dialect, data);
+    let parts: Vec<_> = chunks_with_lines(data, dialect)
+        .into_par_iter()
+        .map(|(range, first_line)| {
+            scan::parse_range(file, data, range, first_line, dialect, opts.max_rule_len)
+        })
+        .collect();
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for (r, e) in parts {
+        rules.extend(r);
+        errors.extend(e);
+    }
     ParsedFile {
         file: file.to_string(),
         rules,
         errors,
         dialect,
     }
+}
+
+/// Counts of one file, for callers that do not need the rules themselves (`etferry parse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSummary {
+    pub enabled: usize,
+    pub disabled: usize,
+    /// (gid, sid) of every rule in file order, for duplicate detection.
+    pub keys: Vec<(u32, u32)>,
+    pub errors: Vec<RuleError>,
+    pub dialect: Dialect,
+}
+
+/// Parse `data` chunk by chunk in parallel and keep only counts, keys and errors, so memory stays
+/// proportional to the input rather than to the parsed rules.
+pub fn summarize(file: &str, data: &[u8], opts: &ParseOptions) -> FileSummary {
+    let dialect = resolve(opts.dialect, data);
+    let parts: Vec<FileSummary> = chunks_with_lines(data, dialect)
+        .into_par_iter()
+        .map(|(range, first_line)| {
+            let (rules, errors) =
+                scan::parse_range(file, data, range, first_line, dialect, opts.max_rule_len);
+            let enabled = rules.iter().filter(|r| r.enabled).count();
+            FileSummary {
+                enabled,
+                disabled: rules.len() - enabled,
+                keys: rules.iter().map(|r| (r.gid, r.sid)).collect(),
+                errors,
+                dialect,
+            }
+        })
+        .collect();
+    let mut out = FileSummary {
+        dialect,
+        ..Default::default()
+    };
+    for p in parts {
+        out.enabled += p.enabled;
+        out.disabled += p.disabled;
+        out.keys.extend(p.keys);
+        out.errors.extend(p.errors);
+    }
+    out
 }
 
 /// Parse many files in parallel; the output is in input order.

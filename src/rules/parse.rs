@@ -142,7 +142,7 @@ pub(crate) fn parse_rule<'t>(
         action: Cow::Borrowed(action),
         header,
         service,
-        options: Vec::with_capacity(24),
+        options: Vec::new(),
         gid: 1,
         sid: 0,
         rev: 0,
@@ -175,13 +175,14 @@ pub(crate) fn parse_rule<'t>(
         segments.push(tail);
     }
 
+    rule.options.reserve_exact(segments.len());
     let (mut seen_sid, mut seen_gid, mut seen_rev) = (false, false, false);
     for seg in segments {
         let seg = seg.trim_matches(is_blank);
         if seg.is_empty() {
             continue;
         }
-        let (name, value) = match seg.find(':') {
+        let (name, value) = match memchr::memchr(b':', seg.as_bytes()) {
             Some(i) => (
                 seg[..i].trim_matches(is_blank),
                 seg[i + 1..].trim_matches(is_blank),
@@ -285,19 +286,20 @@ fn parse_header(
     let mut fields: Vec<&str> = Vec::with_capacity(6);
     let mut depth = 0i32;
     let mut start: Option<usize> = None;
-    for (i, c) in h.char_indices() {
+    // All delimiters are ASCII, so walking bytes keeps every slice on a char boundary.
+    for (i, &c) in h.as_bytes().iter().enumerate() {
         match c {
-            '[' => {
+            b'[' => {
                 depth += 1;
                 start.get_or_insert(i);
             }
-            ']' => {
+            b']' => {
                 depth -= 1;
                 if depth < 0 {
                     return Err("unbalanced `]` in the header".into());
                 }
             }
-            c if is_blank(c) && depth == 0 => {
+            b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => {
                 if let Some(s) = start.take() {
                     fields.push(&h[s..i]);
                 }

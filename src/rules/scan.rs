@@ -405,6 +405,14 @@ fn check_bytes(b: &[u8], dialect: Dialect) -> Result<&str, String> {
             e.valid_up_to() + 1
         )
     })?;
+    // Fast path without early exit, so the compiler can vectorise it; the slow scan below only runs
+    // when a suspicious byte exists.
+    if !b
+        .iter()
+        .fold(false, |acc, &c| acc | (c < 0x20) | (c == 0x7f))
+    {
+        return Ok(s);
+    }
     if let Some(i) = b.iter().position(|&c| {
         (c < 0x20 && c != b'\t' && c != b'\r' && !(c == b'\n' && dialect == Dialect::Snort3))
             || c == 0x7f
