@@ -543,6 +543,8 @@ struct Api {
     lifetime_override: Option<Duration>,
     retry: RetryConfig,
     tokens: Mutex<Option<Tokens>>,
+    /// Tokens handed out so far, for redaction.
+    known: Mutex<Vec<Secret>>,
     stats: Mutex<Stats>,
 }
 
@@ -551,15 +553,11 @@ impl Api {
         format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
     }
 
+    /// The password and every token seen (not the token lock: it is held during logins).
     fn secrets(&self) -> Vec<Secret> {
         let mut v = vec![self.password.clone()];
-        if let Ok(g) = self.tokens.lock() {
-            if let Some(t) = g.as_ref() {
-                v.push(t.access.clone());
-                if let Some(r) = &t.refresh {
-                    v.push(r.clone());
-                }
-            }
+        if let Ok(k) = self.known.lock() {
+            v.extend(k.iter().cloned());
         }
         v
     }
@@ -691,6 +689,10 @@ impl Api {
             .get("refresh_token")
             .and_then(Value::as_str)
             .map(Secret::new);
+        if let Ok(mut k) = self.known.lock() {
+            k.push(Secret::new(access));
+            k.extend(refresh.clone());
+        }
         let lifetime = o
             .get("expires_in")
             .and_then(|e| e.as_u64().or_else(|| e.as_str().and_then(|s| s.parse().ok())))
@@ -1035,6 +1037,7 @@ impl ThreatQSink {
             lifetime_override: cfg.token_lifetime.map(Dur::get),
             retry: cfg.retry.clone(),
             tokens: Mutex::new(None),
+            known: Mutex::new(Vec::new()),
             stats: Mutex::new(Stats::default()),
         };
         let to_err = |e: CallError| match e {
