@@ -42,7 +42,8 @@ fn bench_threatq() {
          concurrency: 2\nbatch_pause: 0s\nbatch_pause_max: 0s\n",
         sim.url
     );
-    let cfg: ThreatQConfig = etferry::config::parse_yaml(&dir.path().join("w.yaml"), &yaml).unwrap();
+    let cfg: ThreatQConfig =
+        etferry::config::parse_yaml(&dir.path().join("w.yaml"), &yaml).unwrap();
     let t = Instant::now();
     let mut sink = ThreatQSink::connect(&cfg, dir.path()).unwrap();
     println!(
@@ -55,10 +56,18 @@ fn bench_threatq() {
         .filter(|i| i.enabled)
         .collect();
     run(&sim, &mut sink, "initial import (standard)", &day1);
-    run(&sim, &mut sink, "unchanged bundle", &corpus::diff(&day1, &day1));
+    run(
+        &sim,
+        &mut sink,
+        "unchanged bundle",
+        &corpus::diff(&day1, &day1),
+    );
     // A typical ET Open daily push: a few dozen revisions, some new and retired rules.
     let day2 = corpus::next_day(&day1, 40, 15, 5, 5);
     let changes = corpus::diff(&day1, &day2);
     run(&sim, &mut sink, "one-day-changed bundle", &changes);
-    println!("ThreatQ signatures held by the simulator: {}", sim.signatures().len());
+    println!(
+        "ThreatQ signatures held by the simulator: {}",
+        sim.signatures().len()
+    );
 }

@@ -71,7 +71,11 @@ fn full_et_open_set_lands_active_in_ceil_rules_over_batch_requests() {
     assert_eq!(sent, items.len());
     let sigs = sim.signatures();
     let values: std::collections::HashSet<&str> = sigs.iter().map(|s| s.value.as_str()).collect();
-    let missing: Vec<_> = items.iter().filter(|i| !values.contains(i.text.as_str())).map(|i| &i.text).collect();
+    let missing: Vec<_> = items
+        .iter()
+        .filter(|i| !values.contains(i.text.as_str()))
+        .map(|i| &i.text)
+        .collect();
     assert!(missing.is_empty(), "{missing:?}");
     assert_eq!(sigs.len(), items.len());
     assert!(sigs.iter().all(|s| s.status == "Active"));
@@ -81,8 +85,13 @@ fn full_et_open_set_lands_active_in_ceil_rules_over_batch_requests() {
 
     // Attributes as mapped, on a rule with references and MITRE metadata.
     let s = &sim.by_sid(2032468)[0];
-    assert_eq!(s.name, "ET INFO Killbot JS Configuration - Possible Phishing");
-    assert!(s.value.starts_with("alert http $EXTERNAL_NET any -> $HOME_NET any (msg:"));
+    assert_eq!(
+        s.name,
+        "ET INFO Killbot JS Configuration - Possible Phishing"
+    );
+    assert!(s
+        .value
+        .starts_with("alert http $EXTERNAL_NET any -> $HOME_NET any (msg:"));
     assert_eq!(s.attr("SID"), ["2032468"]);
     assert_eq!(s.attr("Revision"), ["2"]);
     assert!(s.attr("GID").is_empty(), "GID only when not 1");
@@ -137,7 +146,11 @@ fn non_standard_rules_get_their_status_and_a_shipped_disabled_attribute() {
 fn changed_bundle_sends_exactly_the_diff_and_no_old_revision_lingers() {
     let sim = Sim::start();
     let (mut sink, _d) = connect(&sim, "batch_size: 100\n");
-    let day1 = standard(corpus::load_file(SURICATA_5, "emerging-info.rules", "suricata-5.0"));
+    let day1 = standard(corpus::load_file(
+        SURICATA_5,
+        "emerging-info.rules",
+        "suricata-5.0",
+    ));
     assert_eq!(sink.export(&day1).unwrap().confirmed.len(), day1.len());
     let day2 = corpus::next_day(&day1, 12, 5, 3, 4);
     let changes = corpus::diff(&day1, &day2);
@@ -184,7 +197,11 @@ fn instance_that_updates_in_place_keeps_only_the_new_revision() {
         ..SimConfig::default()
     });
     let (mut sink, _d) = connect(&sim, "rev_change: update_in_place\n");
-    let day1 = standard(corpus::load_file(SURICATA_5, "emerging-scada.rules", "suricata-5.0"));
+    let day1 = standard(corpus::load_file(
+        SURICATA_5,
+        "emerging-scada.rules",
+        "suricata-5.0",
+    ));
     sink.export(&day1).unwrap();
     let before = sim.signatures().len();
     let day2 = corpus::next_day(&day1, 6, 0, 0, 0);
@@ -192,11 +209,19 @@ fn instance_that_updates_in_place_keeps_only_the_new_revision() {
     assert_eq!(changes.len(), 6);
     let out = sink.export(&changes).unwrap();
     assert_eq!(out.confirmed.len(), 6, "{:?}", out.failed);
-    assert_eq!(sim.signatures().len(), before, "updated in place, nothing new");
+    assert_eq!(
+        sim.signatures().len(),
+        before,
+        "updated in place, nothing new"
+    );
     for c in &changes {
         let s = &sim.by_sid(c.sid)[0];
         assert_eq!(s.value, c.text);
-        assert_eq!(s.attr("Revision"), [c.rev.to_string()], "old Revision removed");
+        assert_eq!(
+            s.attr("Revision"),
+            [c.rev.to_string()],
+            "old Revision removed"
+        );
     }
     assert!(sink.stats().attributes_deleted >= 6);
 }
@@ -205,16 +230,55 @@ fn instance_that_updates_in_place_keeps_only_the_new_revision() {
 /// pending goes out on the next run.
 #[test]
 fn every_fault_loses_nothing_duplicates_nothing_and_pending_goes_next_run() {
-    let items = standard(corpus::load_file(SURICATA_5, "emerging-ftp.rules", "suricata-5.0"));
+    let items = standard(corpus::load_file(
+        SURICATA_5,
+        "emerging-ftp.rules",
+        "suricata-5.0",
+    ));
     assert_eq!(items.len(), 58);
     let cases: Vec<(&str, Vec<Fault>, bool)> = vec![
-        ("429 with Retry-After", vec![Fault::Status { code: 429, retry_after: Some(0) }], true),
-        ("500 twice", vec![Fault::Status { code: 500, retry_after: None }; 2], true),
-        ("slow answer past the timeout", vec![Fault::Slow(Duration::from_millis(2500))], true),
+        (
+            "429 with Retry-After",
+            vec![Fault::Status {
+                code: 429,
+                retry_after: Some(0),
+            }],
+            true,
+        ),
+        (
+            "500 twice",
+            vec![
+                Fault::Status {
+                    code: 500,
+                    retry_after: None
+                };
+                2
+            ],
+            true,
+        ),
+        (
+            "slow answer past the timeout",
+            vec![Fault::Slow(Duration::from_millis(2500))],
+            true,
+        ),
         ("dropped connection", vec![Fault::Drop], true),
-        ("401 on an expired token mid-run", vec![Fault::ExpireTokens], true),
+        (
+            "401 on an expired token mid-run",
+            vec![Fault::ExpireTokens],
+            true,
+        ),
         ("2xx with an errors key", vec![Fault::ErrorsKey], false),
-        ("500 on every retry", vec![Fault::Status { code: 500, retry_after: None }; 4], false),
+        (
+            "500 on every retry",
+            vec![
+                Fault::Status {
+                    code: 500,
+                    retry_after: None
+                };
+                4
+            ],
+            false,
+        ),
     ];
     for (name, faults, recovers) in cases {
         let sim = Sim::start();
@@ -251,14 +315,22 @@ fn every_fault_loses_nothing_duplicates_nothing_and_pending_goes_next_run() {
 fn per_item_errors_fail_only_those_rules() {
     let sim = Sim::start();
     let (mut sink, _d) = connect(&sim, "batch_size: 25\n");
-    let items = standard(corpus::load_file(SURICATA_5, "emerging-ftp.rules", "suricata-5.0"));
+    let items = standard(corpus::load_file(
+        SURICATA_5,
+        "emerging-ftp.rules",
+        "suricata-5.0",
+    ));
     let bad = [items[3].sid, items[30].sid];
     sim.reject_sids(&bad);
     let out = sink.export(&items).unwrap();
     assert_eq!(out.confirmed.len(), 56);
     let failed: Vec<usize> = out.failed.iter().map(|(i, _)| *i).collect();
     assert_eq!(failed, [3, 30]);
-    assert!(out.failed[0].1.contains(&bad[0].to_string()), "{}", out.failed[0].1);
+    assert!(
+        out.failed[0].1.contains(&bad[0].to_string()),
+        "{}",
+        out.failed[0].1
+    );
     assert!(out.failed[0].1.contains("simulated rejection"));
     sim.reject_sids(&[]);
     let pending = vec![items[3].clone(), items[30].clone()];
@@ -271,7 +343,11 @@ fn per_item_errors_fail_only_those_rules() {
 fn retry_after_is_honoured() {
     let sim = Sim::start();
     let (mut sink, _d) = connect(&sim, "retry: {attempts: 3, base: 10ms, max_delay: 5s}\n");
-    let items = standard(corpus::load_file(SURICATA_5, "emerging-worm.rules", "suricata-5.0"));
+    let items = standard(corpus::load_file(
+        SURICATA_5,
+        "emerging-worm.rules",
+        "suricata-5.0",
+    ));
     sim.push_fault(Fault::Status {
         code: 429,
         retry_after: Some(1),
@@ -289,8 +365,15 @@ fn short_lived_token_is_refreshed_not_reentered() {
         expires_in: Some(1),
         ..SimConfig::default()
     });
-    let (mut sink, _d) = connect(&sim, "batch_size: 10\nconcurrency: 1\nbatch_pause: 400ms\nbatch_pause_max: 400ms\n");
-    let items = standard(corpus::load_file(SURICATA_5, "emerging-dos.rules", "suricata-5.0"));
+    let (mut sink, _d) = connect(
+        &sim,
+        "batch_size: 10\nconcurrency: 1\nbatch_pause: 400ms\nbatch_pause_max: 400ms\n",
+    );
+    let items = standard(corpus::load_file(
+        SURICATA_5,
+        "emerging-dos.rules",
+        "suricata-5.0",
+    ));
     let out = sink.export(&items[..40]).unwrap();
     assert_eq!(out.confirmed.len(), 40);
     let log = sim.requests();
@@ -304,11 +387,14 @@ fn short_lived_token_is_refreshed_not_reentered() {
         .count();
     assert!(refreshes >= 1, "{log:?}");
     assert_eq!(logins, 1);
-    assert!(log.iter().all(|r| r.status != 401), "refreshed before expiry");
-    assert!(log
-        .iter()
-        .filter(|r| r.path != "/api/token")
-        .all(|r| r.authorization.as_deref().is_some_and(|a| a.starts_with("Bearer at-"))));
+    assert!(
+        log.iter().all(|r| r.status != 401),
+        "refreshed before expiry"
+    );
+    assert!(log.iter().filter(|r| r.path != "/api/token").all(|r| r
+        .authorization
+        .as_deref()
+        .is_some_and(|a| a.starts_with("Bearer at-"))));
 }
 
 #[test]
@@ -325,7 +411,10 @@ fn wrong_password_is_a_config_error_without_the_password() {
     // The login used the SDK form: grant and client id in the query.
     let tok = &sim.requests()[0];
     assert_eq!(tok.path, "/api/token");
-    assert_eq!(tok.query, format!("grant_type=password&client_id={CLIENT_ID}"));
+    assert_eq!(
+        tok.query,
+        format!("grant_type=password&client_id={CLIENT_ID}")
+    );
 }
 
 #[test]
@@ -334,11 +423,19 @@ fn status_the_instance_lacks_is_a_config_error_listing_what_it_offers() {
     let (sink, _d) = connect(&sim, "");
     // DESIGN.md's "Non-Malicious" matches the instance's "Non-malicious": case-insensitive.
     sink.require_statuses(&["active", "Non-Malicious"]).unwrap();
-    let err = sink.require_statuses(&["Inactive", "Indirect"]).unwrap_err();
+    let err = sink
+        .require_statuses(&["Inactive", "Indirect"])
+        .unwrap_err();
     assert_eq!(exit_for(&err), Exit::Usage);
     let msg = err.to_string();
-    assert!(msg.contains("\"Indirect\"") && !msg.contains("\"Inactive\""), "{msg}");
-    assert!(msg.contains("Active, Expired, Inactive, Non-malicious, Review, Whitelisted"), "{msg}");
+    assert!(
+        msg.contains("\"Indirect\"") && !msg.contains("\"Inactive\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("Active, Expired, Inactive, Non-malicious, Review, Whitelisted"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -349,7 +446,11 @@ fn statuses_fall_back_to_api_objects_and_suricata_type_is_used_when_present() {
         ..SimConfig::default()
     });
     let (mut sink, _d) = connect(&sim, "");
-    let items = standard(corpus::load_file(SURICATA_5, "emerging-worm.rules", "suricata-5.0"));
+    let items = standard(corpus::load_file(
+        SURICATA_5,
+        "emerging-worm.rules",
+        "suricata-5.0",
+    ));
     assert_eq!(sink.type_name(&items[0]), "Suricata");
     assert_eq!(sink.export(&items).unwrap().confirmed.len(), items.len());
     assert!(sim.signatures().iter().all(|s| s.type_id == 2));
@@ -363,21 +464,33 @@ fn missing_signature_type_is_a_config_error_listing_the_types() {
     let cfg = config(&sim, dir.path(), "signature_type: Suricata\n");
     let err = ThreatQSink::connect(&cfg, dir.path()).err().unwrap();
     assert_eq!(exit_for(&err), Exit::Usage);
-    assert!(err.to_string().contains("Bro, Custom, Cybox, OpenIOC, Regex, Snort"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Bro, Custom, Cybox, OpenIOC, Regex, Snort"),
+        "{err}"
+    );
 }
 
 #[test]
 fn expired_token_with_refused_relogin_stops_with_a_clear_message() {
     let sim = Sim::start();
     let (mut sink, _d) = connect(&sim, "batch_size: 10\nconcurrency: 1\n");
-    let items = standard(corpus::load_file(SURICATA_5, "emerging-scada.rules", "suricata-5.0"));
+    let items = standard(corpus::load_file(
+        SURICATA_5,
+        "emerging-scada.rules",
+        "suricata-5.0",
+    ));
     sim.push_fault(Fault::ExpireTokens);
     sim.refuse_logins(true);
     let out = sink.export(&items).unwrap();
     assert!(out.confirmed.is_empty());
     assert_eq!(out.failed.len(), items.len());
     assert!(out.failed[0].1.contains("refused"), "{}", out.failed[0].1);
-    assert!(out.failed[50].1.contains("not sent"), "{}", out.failed[50].1);
+    assert!(
+        out.failed[50].1.contains("not sent"),
+        "{}",
+        out.failed[50].1
+    );
     // It stopped at the first batch instead of hammering the server.
     assert_eq!(sim.consumed().0, 1);
     assert!(sim.signatures().is_empty());

@@ -695,7 +695,10 @@ impl Api {
         }
         let lifetime = o
             .get("expires_in")
-            .and_then(|e| e.as_u64().or_else(|| e.as_str().and_then(|s| s.parse().ok())))
+            .and_then(|e| {
+                e.as_u64()
+                    .or_else(|| e.as_str().and_then(|s| s.parse().ok()))
+            })
             .map(Duration::from_secs)
             .or(self.lifetime_override)
             .unwrap_or(Duration::from_secs(30 * 60));
@@ -726,7 +729,10 @@ impl Api {
                 Some(t) if t.refresh.is_some() => match self.refresh(t) {
                     Ok(n) => n,
                     Err(e) => {
-                        tracing::info!("ThreatQ token refresh failed ({}); logging in again", e.message());
+                        tracing::info!(
+                            "ThreatQ token refresh failed ({}); logging in again",
+                            e.message()
+                        );
                         self.login(t.generation + 1)?
                     }
                 },
@@ -884,7 +890,8 @@ fn id_names(v: &Value) -> Vec<(u64, String)> {
 }
 
 fn id_of(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 /// Signature statuses from `/api/objects` (§1.3): the object whose name or collection is
@@ -895,9 +902,9 @@ fn statuses_from_objects(v: &Value) -> Vec<(u64, String)> {
     };
     for o in list {
         let named = ["name", "code", "collection"].iter().any(|k| {
-            o.get(*k)
-                .and_then(Value::as_str)
-                .is_some_and(|s| s.eq_ignore_ascii_case("signature") || s.eq_ignore_ascii_case("signatures"))
+            o.get(*k).and_then(Value::as_str).is_some_and(|s| {
+                s.eq_ignore_ascii_case("signature") || s.eq_ignore_ascii_case("signatures")
+            })
         });
         if named {
             if let Some(s) = o.get("statuses") {
@@ -1046,7 +1053,10 @@ impl ThreatQSink {
         };
         api.bearer().map_err(to_err)?;
 
-        let types = id_names(&api.call(Method::GET, "/api/signature/types", None).map_err(to_err)?);
+        let types = id_names(
+            &api.call(Method::GET, "/api/signature/types", None)
+                .map_err(to_err)?,
+        );
         let find = |n: &str| {
             types
                 .iter()
@@ -1210,19 +1220,35 @@ impl ThreatQSink {
     }
 
     /// Send one batch and record, per entry, its id or its error.
-    fn send_batch(&self, batch: &[Entry], states: &Mutex<Vec<ItemState>>, items: &[ExportItem]) -> Result<(), CallError> {
+    fn send_batch(
+        &self,
+        batch: &[Entry],
+        states: &Mutex<Vec<ItemState>>,
+        items: &[ExportItem],
+    ) -> Result<(), CallError> {
         let body = Value::Array(batch.iter().map(|e| e.body.clone()).collect());
         self.api.bump(|s| {
             s.consume_requests += 1;
             s.signatures_sent += batch.len() as u64;
         });
-        let answer = self.api.call(Method::POST, "/api/signatures/consume", Some(&body));
-        let mut st = states.lock().map_err(|_| CallError::Failed("state lock poisoned".into()))?;
+        let answer = self
+            .api
+            .call(Method::POST, "/api/signatures/consume", Some(&body));
+        let mut st = states
+            .lock()
+            .map_err(|_| CallError::Failed("state lock poisoned".into()))?;
         let data = match answer {
-            Ok(v) => v.get("data").and_then(Value::as_array).cloned().unwrap_or_default(),
+            Ok(v) => v
+                .get("data")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
             Err(e) => {
                 for en in batch {
-                    fail(&mut st[en.item], format!("SID {}: {}", items[en.item].sid, e.message()));
+                    fail(
+                        &mut st[en.item],
+                        format!("SID {}: {}", items[en.item].sid, e.message()),
+                    );
                 }
                 return match e {
                     CallError::Auth(_) => Err(e),
@@ -1250,7 +1276,13 @@ impl ThreatQSink {
                         Some(s) => s.to_string(),
                         None => e.to_string(),
                     });
-                    fail(state, format!("SID {sid}: ThreatQ rejected the signature: {}", self.api.excerpt(&e.unwrap_or_default())));
+                    fail(
+                        state,
+                        format!(
+                            "SID {sid}: ThreatQ rejected the signature: {}",
+                            self.api.excerpt(&e.unwrap_or_default())
+                        ),
+                    );
                 }
                 Some(d) => match d.get("id").and_then(id_of) {
                     Some(id) => {
@@ -1261,7 +1293,10 @@ impl ThreatQSink {
                     }
                     None => fail(state, format!("SID {sid}: ThreatQ answered without an id")),
                 },
-                None => fail(state, format!("SID {sid}: ThreatQ did not confirm the signature")),
+                None => fail(
+                    state,
+                    format!("SID {sid}: ThreatQ did not confirm the signature"),
+                ),
             }
         }
         Ok(())
@@ -1271,10 +1306,16 @@ impl ThreatQSink {
     fn clean_attributes(&self, item: &ExportItem, id: u64) -> Result<u64, CallError> {
         let sent = attributes_for(&self.cfg, item);
         let single = self.cfg.single_value_names();
-        let v = self
-            .api
-            .call(Method::GET, &format!("/api/signatures/{id}/attributes"), None)?;
-        let list = v.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
+        let v = self.api.call(
+            Method::GET,
+            &format!("/api/signatures/{id}/attributes"),
+            None,
+        )?;
+        let list = v
+            .get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut deleted = 0;
         for a in list {
             let (Some(aid), Some(name), Some(value)) = (
@@ -1374,12 +1415,16 @@ impl Sink for ThreatQSink {
 
         // Changed rules: remove stale single-value attributes from the signature just updated.
         let cleanup: Vec<(usize, u64)> = {
-            let st = states.lock().map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
+            let st = states
+                .lock()
+                .map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
             items
                 .iter()
                 .enumerate()
                 .filter(|(i, it)| {
-                    needs_cleanup(&self.cfg, it) && st[*i].error.is_none() && st[*i].outstanding == 0
+                    needs_cleanup(&self.cfg, it)
+                        && st[*i].error.is_none()
+                        && st[*i].outstanding == 0
                 })
                 .filter_map(|(i, _)| Some((i, st[i].id?)))
                 .collect()
@@ -1391,7 +1436,11 @@ impl Sink for ThreatQSink {
                     if let Ok(mut st) = states.lock() {
                         fail(
                             &mut st[i],
-                            format!("SID {}: stale attributes not removed: {}", items[i].sid, e.message()),
+                            format!(
+                                "SID {}: stale attributes not removed: {}",
+                                items[i].sid,
+                                e.message()
+                            ),
                         );
                     }
                     if let CallError::Auth(_) = e {
@@ -1401,7 +1450,9 @@ impl Sink for ThreatQSink {
             });
         }
 
-        let states = states.into_inner().map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
+        let states = states
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
         let auth = auth_error.into_inner().ok().flatten();
         let mut out = ExportOutcome::default();
         for (i, s) in states.into_iter().enumerate() {
@@ -1457,10 +1508,12 @@ mod tests {
 
     #[test]
     fn retry_policy_table() {
-        let table: Vec<(u16, Verdict)> = [200, 201, 204, 400, 401, 403, 404, 408, 413, 422, 429, 500, 501, 502, 503, 504]
-            .iter()
-            .map(|&c| (c, classify(c)))
-            .collect();
+        let table: Vec<(u16, Verdict)> = [
+            200, 201, 204, 400, 401, 403, 404, 408, 413, 422, 429, 500, 501, 502, 503, 504,
+        ]
+        .iter()
+        .map(|&c| (c, classify(c)))
+        .collect();
         use Verdict::*;
         assert_eq!(
             table,
@@ -1492,10 +1545,19 @@ mod tests {
             base: Dur(Duration::from_millis(10)),
             max_delay: Dur(Duration::from_secs(2)),
         };
-        assert_eq!(backoff(&r, 1, Some(Duration::from_secs(1))), Duration::from_secs(1));
-        assert_eq!(backoff(&r, 1, Some(Duration::from_secs(600))), Duration::from_secs(2));
+        assert_eq!(
+            backoff(&r, 1, Some(Duration::from_secs(1))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            backoff(&r, 1, Some(Duration::from_secs(600))),
+            Duration::from_secs(2)
+        );
         let d = backoff(&r, 3, None);
-        assert!(d >= Duration::from_millis(20) && d <= Duration::from_millis(40), "{d:?}");
+        assert!(
+            d >= Duration::from_millis(20) && d <= Duration::from_millis(40),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -151,7 +151,10 @@ pub fn load_dir(dir: &str, engine: &str) -> Vec<ExportItem> {
             Path::new(&f).file_name().unwrap().to_string_lossy()
         );
         let text = std::fs::read_to_string(&f).unwrap();
-        out.extend(text.lines().filter_map(|l| item_from_line(l, &name, engine)));
+        out.extend(
+            text.lines()
+                .filter_map(|l| item_from_line(l, &name, engine)),
+        );
     }
     out
 }
@@ -230,13 +233,13 @@ pub fn next_day(
         }
         out.push(c);
     }
-    for k in 0..added {
-        let mut c = base[k].clone();
+    for (k, orig) in base.iter().take(added).enumerate() {
+        let mut c = orig.clone();
         c.sid = 2_999_000 + k as u32;
         c.rev = 1;
         c.text = c
             .text
-            .replace(&format!("sid:{};", base[k].sid), &format!("sid:{};", c.sid));
+            .replace(&format!("sid:{};", orig.sid), &format!("sid:{};", c.sid));
         c.msg = format!("{} (new)", c.msg);
         out.push(c);
     }

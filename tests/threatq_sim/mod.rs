@@ -256,7 +256,11 @@ fn new_token(prefix: &str) -> String {
 
 fn rand_u64() -> u64 {
     let mut h = Sha256::new();
-    h.update(format!("{:?}{:?}", Instant::now(), std::thread::current().id()));
+    h.update(format!(
+        "{:?}{:?}",
+        Instant::now(),
+        std::thread::current().id()
+    ));
     let d = h.finalize();
     u64::from_le_bytes(d[..8].try_into().unwrap())
 }
@@ -363,20 +367,20 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
     let (code, v, after) = route(state, &method, &path, &parsed, fault.clone());
     record(code);
     match after {
-        After::Normal => {
+        Reply::Normal => {
             let _ = req.respond(json_response(code, &v));
         }
-        After::RetryAfter(s) => {
+        Reply::Throttled(s) => {
             let _ = req.respond(
                 json_response(code, &v)
                     .with_header(Header::from_bytes("Retry-After", s.to_string()).unwrap()),
             );
         }
-        After::Slow(d) => {
+        Reply::Slow(d) => {
             std::thread::sleep(d);
             let _ = req.respond(json_response(code, &v));
         }
-        After::Garble => {
+        Reply::Garble => {
             let mut w = req.into_writer();
             let _ = w.write_all(b"HTTP/1.1 2\x00\x00 garbled\r\n\r\n");
             let _ = w.flush();
@@ -384,9 +388,9 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
     }
 }
 
-enum After {
+enum Reply {
     Normal,
-    RetryAfter(u64),
+    Throttled(u64),
     Slow(Duration),
     Garble,
 }
@@ -402,9 +406,7 @@ fn token(state: &Arc<Mutex<State>>, q: &HashMap<String, String>, body: &Value) -
                 && body.get("email").and_then(Value::as_str) == Some(EMAIL)
                 && body.get("password").and_then(Value::as_str) == Some(PASSWORD)
         }
-        Some("refresh_token") => q
-            .get("refresh_token")
-            .is_some_and(|r| st.refresh.remove(r)),
+        Some("refresh_token") => q.get("refresh_token").is_some_and(|r| st.refresh.remove(r)),
         _ => false,
     };
     if !allowed {
@@ -428,7 +430,7 @@ fn route(
     path: &str,
     body: &Value,
     fault: Option<Fault>,
-) -> (u16, Value, After) {
+) -> (u16, Value, Reply) {
     let mut st = state.lock().unwrap();
     let cfg = st.cfg.clone().unwrap();
     let named = |names: &[&str]| -> Value {
@@ -436,9 +438,9 @@ fn route(
     };
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, parts.as_slice()) {
-        ("GET", ["api", "signature", "types"]) => (200, named(&cfg.types), After::Normal),
+        ("GET", ["api", "signature", "types"]) => (200, named(&cfg.types), Reply::Normal),
         ("GET", ["api", "signature", "statuses"]) if cfg.statuses_endpoint => {
-            (200, named(&cfg.statuses), After::Normal)
+            (200, named(&cfg.statuses), Reply::Normal)
         }
         ("GET", ["api", "objects"]) => {
             let statuses = named(&cfg.statuses)["data"].clone();
@@ -448,12 +450,16 @@ fn route(
                     {"name": "indicator", "collection": "indicators", "statuses": []},
                     {"name": "signature", "collection": "signatures", "statuses": statuses}
                 ]}),
-                After::Normal,
+                Reply::Normal,
             )
         }
         ("POST", ["api", "signatures", "consume"]) => {
             if st.down {
-                return (500, json!({"errors": ["Internal Server Error"]}), After::Normal);
+                return (
+                    500,
+                    json!({"errors": ["Internal Server Error"]}),
+                    Reply::Normal,
+                );
             }
             let after = match fault {
                 Some(Fault::Status { code, retry_after }) => {
@@ -461,22 +467,26 @@ fn route(
                     return (
                         code,
                         v,
-                        retry_after.map(After::RetryAfter).unwrap_or(After::Normal),
+                        retry_after.map(Reply::Throttled).unwrap_or(Reply::Normal),
                     );
                 }
                 Some(Fault::ErrorsKey) => {
                     return (
                         200,
                         json!({"errors": ["simulated validation failure"]}),
-                        After::Normal,
+                        Reply::Normal,
                     )
                 }
-                Some(Fault::Slow(d)) => After::Slow(d),
-                Some(Fault::Drop) => After::Garble,
-                _ => After::Normal,
+                Some(Fault::Slow(d)) => Reply::Slow(d),
+                Some(Fault::Drop) => Reply::Garble,
+                _ => Reply::Normal,
             };
             let Some(list) = body.as_array() else {
-                return (400, json!({"errors": ["body must be an array"]}), After::Normal);
+                return (
+                    400,
+                    json!({"errors": ["body must be an array"]}),
+                    Reply::Normal,
+                );
             };
             let mut out = Vec::new();
             for o in list {
@@ -490,9 +500,9 @@ fn route(
                 Some(s) => (
                     200,
                     json!({"data": s.attributes.iter().map(|a| json!({"id": a.id, "name": a.name, "value": a.value})).collect::<Vec<_>>()}),
-                    After::Normal,
+                    Reply::Normal,
                 ),
-                None => (404, json!({"errors": ["not found"]}), After::Normal),
+                None => (404, json!({"errors": ["not found"]}), Reply::Normal),
             }
         }
         ("DELETE", ["api", "signatures", id, "attributes", aid]) => {
@@ -501,12 +511,12 @@ fn route(
             match st.sigs.iter_mut().find(|s| s.id == id) {
                 Some(s) if s.attributes.iter().any(|a| a.id == aid) => {
                     s.attributes.retain(|a| a.id != aid);
-                    (204, Value::Null, After::Normal)
+                    (204, Value::Null, Reply::Normal)
                 }
-                _ => (404, json!({"errors": ["not found"]}), After::Normal),
+                _ => (404, json!({"errors": ["not found"]}), Reply::Normal),
             }
         }
-        _ => (404, json!({"errors": ["no such route"]}), After::Normal),
+        _ => (404, json!({"errors": ["no such route"]}), Reply::Normal),
     }
 }
 
