@@ -46,6 +46,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Boxing the big variants would only add noise: the enum is built once per process.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse rule files, directories or archives and summarise them

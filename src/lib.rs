@@ -2,6 +2,7 @@
 //! air gap. See ARCHITECTURE.md for the module map and the path a bundle takes.
 
 pub mod archive;
+pub mod bare;
 pub mod bundle;
 pub mod catalog;
 pub mod cli;

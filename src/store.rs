@@ -1,1 +1,767 @@
-//! store: see ARCHITECTURE.md.
+//! The embedded store (SQLite, bundled, WAL): the system of record on the air-gapped side.
+//!
+//! It keeps, per source, every rule with its current version and a history row per change, the
+//! indicators from the plain IP lists, the bundles with their journal, the last accepted sequence,
+//! and the per-sink export state. Storing one bundle is one transaction
+//! ([`Store::store_bundle`]); the same transaction moves the bundle's journal to `stored`, so a rerun
+//! after a crash either redoes the whole bundle or skips straight to the export stage.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::sinks::{ExportItem, ExportOutcome};
+
+/// Bumped when the schema changes; an older store is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    name TEXT PRIMARY KEY,
+    ruleset TEXT NOT NULL,
+    engine TEXT,
+    last_sequence INTEGER NOT NULL,
+    last_bundle TEXT NOT NULL,
+    last_bundle_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    lifetime_secs INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rules (
+    source TEXT NOT NULL,
+    gid INTEGER NOT NULL,
+    sid INTEGER NOT NULL,
+    rev INTEGER NOT NULL,
+    msg TEXT NOT NULL,
+    text TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0,
+    classtype TEXT,
+    category TEXT,
+    file TEXT NOT NULL,
+    bundle TEXT NOT NULL,
+    PRIMARY KEY (source, gid, sid)
+);
+CREATE TABLE IF NOT EXISTS rule_history (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    gid INTEGER NOT NULL,
+    sid INTEGER NOT NULL,
+    bundle TEXT NOT NULL,
+    change TEXT NOT NULL,
+    rev INTEGER NOT NULL,
+    enabled INTEGER NOT NULL,
+    text_hash TEXT NOT NULL,
+    -- the text this change replaced (modified and removed rules); the current text is in `rules`
+    previous_text TEXT
+);
+CREATE INDEX IF NOT EXISTS rule_history_sid ON rule_history (source, gid, sid);
+CREATE TABLE IF NOT EXISTS indicators (
+    source TEXT NOT NULL,
+    value TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    section TEXT NOT NULL,
+    file TEXT NOT NULL,
+    bundle TEXT NOT NULL,
+    PRIMARY KEY (source, value, section)
+);
+CREATE TABLE IF NOT EXISTS bundles (
+    id TEXT PRIMARY KEY,
+    source TEXT,
+    sequence INTEGER,
+    stage TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    updated_at TEXT NOT NULL,
+    -- the change report, gzipped JSON
+    report BLOB
+);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY,
+    bundle TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    at TEXT NOT NULL,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS exports (
+    sink TEXT NOT NULL,
+    source TEXT NOT NULL,
+    gid INTEGER NOT NULL,
+    sid INTEGER NOT NULL,
+    rev INTEGER,
+    text TEXT,
+    text_hash TEXT,
+    enabled INTEGER,
+    removed INTEGER,
+    status TEXT,
+    confirmed_at TEXT,
+    last_error TEXT,
+    PRIMARY KEY (sink, source, gid, sid)
+);
+"#;
+
+/// One rule as the pipeline hands it to the store; borrows from the payload it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRule<'a> {
+    pub gid: u32,
+    pub sid: u32,
+    pub rev: u32,
+    pub msg: Cow<'a, str>,
+    /// Rule text without any leading `#`.
+    pub text: Cow<'a, str>,
+    /// Hash of `text` ([`text_hash`]), to see a text change without a rev bump.
+    pub hash: String,
+    /// Shipped enabled (standard) or commented out (non-standard).
+    pub enabled: bool,
+    pub classtype: Option<Cow<'a, str>>,
+    /// Second word of `msg` (`MALWARE` in `ET MALWARE …`).
+    pub category: Option<String>,
+    /// Rules file inside the ruleset, e.g. `rules/emerging-info.rules`.
+    pub file: &'a str,
+    pub line: usize,
+}
+
+/// Short content hash of a rule text.
+pub fn text_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
+
+/// An IP or CIDR from a plain IP list, with the list's section name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Indicator {
+    pub value: String,
+    /// `ip` or `cidr`.
+    pub kind: String,
+    pub section: String,
+    pub file: String,
+}
+
+/// What the store holds for one rule, as the diff needs it.
+#[derive(Debug, Clone)]
+pub struct StoredRule {
+    pub rev: u32,
+    pub text_hash: String,
+    pub enabled: bool,
+    pub removed: bool,
+    pub msg: String,
+    pub file: String,
+    pub category: Option<String>,
+}
+
+/// Facts about one source.
+#[derive(Debug, Clone)]
+pub struct SourceRow {
+    pub name: String,
+    pub ruleset: String,
+    pub engine: Option<String>,
+    pub last_sequence: u64,
+    pub last_bundle: String,
+    pub last_bundle_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub lifetime_secs: i64,
+}
+
+/// A bundle's row: where it stands in the journal.
+#[derive(Debug, Clone)]
+pub struct BundleRow {
+    pub id: String,
+    pub source: Option<String>,
+    pub sequence: Option<u64>,
+    pub stage: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub updated_at: String,
+    pub report: Option<String>,
+}
+
+/// Everything one bundle changes, written in one transaction.
+pub struct StoreBatch<'a> {
+    pub bundle: &'a str,
+    pub source: &'a str,
+    pub ruleset: &'a str,
+    pub engine: Option<&'a str>,
+    pub sequence: u64,
+    pub created_at: DateTime<Utc>,
+    pub lifetime_secs: i64,
+    /// The full new rule set of the source (deduplicated).
+    pub rules: &'a [NewRule<'a>],
+    /// (gid, sid) of rules in the store that are gone from the bundle.
+    pub removed: &'a [(u32, u32)],
+    /// Change kind per (gid, sid) for the history (`added`, `modified`, `enabled_changed`).
+    pub changes: &'a HashMap<(u32, u32), &'static str>,
+    /// `None`: the bundle carried no IP list, keep the old indicators.
+    pub indicators: Option<&'a [Indicator]>,
+    /// The change report, gzipped JSON ([`gzip_json`]).
+    pub report_gz: &'a [u8],
+}
+
+/// Which rules a sink receives, and with which status names.
+#[derive(Debug, Clone)]
+pub struct ExportPolicy {
+    pub include_non_standard: bool,
+    pub standard_status: String,
+    pub non_standard_status: String,
+    pub removed_status: String,
+}
+
+impl ExportPolicy {
+    /// The status a rule gets from its class.
+    pub fn status_for(&self, enabled: bool, removed: bool) -> &str {
+        if removed {
+            &self.removed_status
+        } else if enabled {
+            &self.standard_status
+        } else {
+            &self.non_standard_status
+        }
+    }
+}
+
+/// The embedded store.
+pub struct Store {
+    conn: Connection,
+}
+
+fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+impl Store {
+    /// Open (or create) the store at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create directory {}", dir.display()))?;
+            }
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open store {}", path.display()))?;
+        let ctx = || format!("cannot initialise store {}", path.display());
+        // Before WAL: the page size of a new store. Rule rows are ~600 bytes; larger pages
+        // mean fewer page writes for a full ruleset.
+        conn.pragma_update(None, "page_size", 16384)
+            .with_context(ctx)?;
+        conn.pragma_update(None, "cache_size", -4096)
+            .with_context(ctx)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .with_context(ctx)?;
+        // FULL: a stored bundle survives a power cut, which the journal relies on.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .with_context(ctx)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .with_context(ctx)?;
+        conn.execute_batch(SCHEMA).with_context(ctx)?;
+        let v: Option<i64> = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()
+            .with_context(ctx)?;
+        match v {
+            None => {
+                conn.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [SCHEMA_VERSION],
+                )
+                .with_context(ctx)?;
+            }
+            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) => anyhow::bail!(
+                "store {} has schema version {v}; this etferry understands version {SCHEMA_VERSION}",
+                path.display()
+            ),
+        }
+        Ok(Store { conn })
+    }
+
+    /// Raw connection, for tests and read-only queries.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    // ----- journal -------------------------------------------------------------------------
+
+    /// The bundle's row, if the store has seen it.
+    pub fn bundle(&self, id: &str) -> anyhow::Result<Option<BundleRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, source, sequence, stage, status, reason, updated_at, report
+                 FROM bundles WHERE id = ?1",
+                [id],
+                bundle_row,
+            )
+            .optional()?)
+    }
+
+    /// All bundles in a given status (e.g. `held`), oldest first.
+    pub fn bundles_with_status(&self, status: &str) -> anyhow::Result<Vec<BundleRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, source, sequence, stage, status, reason, updated_at, report
+             FROM bundles WHERE status = ?1 ORDER BY updated_at",
+        )?;
+        let rows = st.query_map([status], bundle_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most recently stored bundle that has a change report.
+    pub fn last_report(&self) -> anyhow::Result<Option<BundleRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT b.id, b.source, b.sequence, b.stage, b.status, b.reason, b.updated_at, b.report
+                 FROM bundles b WHERE b.report IS NOT NULL AND b.status IN ('done', 'stored')
+                 ORDER BY (SELECT MAX(j.id) FROM journal j WHERE j.bundle = b.id AND j.stage = 'stored/in-progress') DESC
+                 LIMIT 1",
+                [],
+                bundle_row,
+            )
+            .optional()?)
+    }
+
+    /// Record that `bundle` reached `stage`; `status` is `in-progress`, `done`, `rejected`,
+    /// `held` or `failed`.
+    pub fn journal(
+        &self,
+        bundle: &str,
+        source: Option<&str>,
+        sequence: Option<u64>,
+        stage: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> anyhow::Result<()> {
+        journal_in(&self.conn, bundle, source, sequence, stage, status, reason)
+    }
+
+    // ----- sources and rules ---------------------------------------------------------------
+
+    pub fn source(&self, name: &str) -> anyhow::Result<Option<SourceRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT name, ruleset, engine, last_sequence, last_bundle, last_bundle_at,
+                        last_seen_at, lifetime_secs FROM sources WHERE name = ?1",
+                [name],
+                source_row,
+            )
+            .optional()?)
+    }
+
+    pub fn sources(&self) -> anyhow::Result<Vec<SourceRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT name, ruleset, engine, last_sequence, last_bundle, last_bundle_at,
+                    last_seen_at, lifetime_secs FROM sources ORDER BY name",
+        )?;
+        let rows = st.query_map([], source_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every rule of a source, keyed by (gid, sid), for the in-memory diff.
+    pub fn rules_of(&self, source: &str) -> anyhow::Result<HashMap<(u32, u32), StoredRule>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT gid, sid, rev, text_hash, enabled, removed, msg, file, category
+             FROM rules WHERE source = ?1",
+        )?;
+        let mut out = HashMap::new();
+        let mut rows = st.query([source])?;
+        while let Some(r) = rows.next()? {
+            out.insert(
+                (r.get(0)?, r.get(1)?),
+                StoredRule {
+                    rev: r.get(2)?,
+                    text_hash: r.get(3)?,
+                    enabled: r.get(4)?,
+                    removed: r.get(5)?,
+                    msg: r.get(6)?,
+                    file: r.get(7)?,
+                    category: r.get(8)?,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// (rules, standard, non-standard) currently in a source (removed rules not counted).
+    pub fn rule_counts(&self, source: &str) -> anyhow::Result<(u64, u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(enabled), 0), COALESCE(SUM(1 - enabled), 0)
+             FROM rules WHERE source = ?1 AND removed = 0",
+            [source],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            },
+        )?)
+    }
+
+    pub fn indicator_count(&self, source: &str) -> anyhow::Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM indicators WHERE source = ?1",
+            [source],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// A heartbeat: the courier is alive, upstream had nothing new.
+    pub fn record_heartbeat(
+        &mut self,
+        bundle: &str,
+        source: &str,
+        sequence: u64,
+        seen_at: DateTime<Utc>,
+        lifetime_secs: i64,
+    ) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE sources SET last_sequence = ?2, last_seen_at = ?3, lifetime_secs = ?4
+             WHERE name = ?1",
+            params![source, sequence as i64, seen_at.to_rfc3339(), lifetime_secs],
+        )?;
+        if n == 0 {
+            anyhow::bail!(
+                "heartbeat {bundle} for source {source}, which has no stored bundle yet; \
+                 carry a full bundle first"
+            );
+        }
+        journal_in(
+            &tx,
+            bundle,
+            Some(source),
+            Some(sequence),
+            "stored",
+            "in-progress",
+            None,
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Store one bundle's rules, indicators, history and sequence in one transaction, and move its
+    /// journal to `stored`. `crash_hook` runs just before the commit (test hook for kill -9).
+    pub fn store_bundle(
+        &mut self,
+        b: &StoreBatch<'_>,
+        crash_hook: impl Fn(),
+    ) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO rules (source, gid, sid, rev, msg, text, text_hash, enabled, removed,
+                                    classtype, category, file, bundle)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (source, gid, sid) DO UPDATE SET
+                    rev = excluded.rev, msg = excluded.msg, text = excluded.text,
+                    text_hash = excluded.text_hash, enabled = excluded.enabled, removed = 0,
+                    classtype = excluded.classtype, category = excluded.category,
+                    file = excluded.file, bundle = excluded.bundle",
+            )?;
+            // Runs before the upsert, so `previous_text` is the replaced version (NULL if new).
+            let mut hist = tx.prepare_cached(
+                "INSERT INTO rule_history (source, gid, sid, bundle, change, rev, enabled, text_hash,
+                                           previous_text)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
+                         (SELECT text FROM rules WHERE source = ?1 AND gid = ?2 AND sid = ?3
+                          AND text_hash <> ?8))",
+            )?;
+            let mut hist_added = tx.prepare_cached(
+                "INSERT INTO rule_history (source, gid, sid, bundle, change, rev, enabled, text_hash)
+                 VALUES (?1, ?2, ?3, ?4, 'added', ?5, ?6, ?7)",
+            )?;
+            for r in b.rules {
+                // Unchanged rules keep their row: only what changed is written.
+                let Some(change) = b.changes.get(&(r.gid, r.sid)) else {
+                    continue;
+                };
+                if *change == "added" {
+                    hist_added.execute(params![
+                        b.source, r.gid, r.sid, b.bundle, r.rev, r.enabled, r.hash
+                    ])?;
+                } else {
+                    hist.execute(params![
+                        b.source, r.gid, r.sid, b.bundle, change, r.rev, r.enabled, r.hash
+                    ])?;
+                }
+                upsert.execute(params![
+                    b.source,
+                    r.gid,
+                    r.sid,
+                    r.rev,
+                    r.msg,
+                    r.text,
+                    r.hash,
+                    r.enabled,
+                    r.classtype,
+                    r.category,
+                    r.file,
+                    b.bundle,
+                ])?;
+            }
+            let mut remove = tx.prepare_cached(
+                "UPDATE rules SET removed = 1, bundle = ?4 WHERE source = ?1 AND gid = ?2 AND sid = ?3",
+            )?;
+            let mut hist_removed = tx.prepare_cached(
+                "INSERT INTO rule_history (source, gid, sid, bundle, change, rev, enabled, text_hash,
+                                           previous_text)
+                 SELECT source, gid, sid, ?4, 'removed', rev, enabled, text_hash, text FROM rules
+                 WHERE source = ?1 AND gid = ?2 AND sid = ?3",
+            )?;
+            for (gid, sid) in b.removed {
+                remove.execute(params![b.source, gid, sid, b.bundle])?;
+                hist_removed.execute(params![b.source, gid, sid, b.bundle])?;
+            }
+            if let Some(inds) = b.indicators {
+                tx.execute("DELETE FROM indicators WHERE source = ?1", [b.source])?;
+                let mut ins = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO indicators (source, value, kind, section, file, bundle)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for i in inds {
+                    ins.execute(params![
+                        b.source, i.value, i.kind, i.section, i.file, b.bundle
+                    ])?;
+                }
+            }
+            let now = now_text();
+            tx.execute(
+                "INSERT INTO sources (name, ruleset, engine, last_sequence, last_bundle,
+                                      last_bundle_at, last_seen_at, lifetime_secs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (name) DO UPDATE SET ruleset = excluded.ruleset,
+                    engine = excluded.engine, last_sequence = excluded.last_sequence,
+                    last_bundle = excluded.last_bundle, last_bundle_at = excluded.last_bundle_at,
+                    last_seen_at = excluded.last_seen_at, lifetime_secs = excluded.lifetime_secs",
+                params![
+                    b.source,
+                    b.ruleset,
+                    b.engine,
+                    b.sequence as i64,
+                    b.bundle,
+                    b.created_at.to_rfc3339(),
+                    now,
+                    b.lifetime_secs
+                ],
+            )?;
+            tx.execute(
+                "UPDATE bundles SET report = ?2 WHERE id = ?1",
+                params![b.bundle, b.report_gz],
+            )?;
+            journal_in(
+                &tx,
+                b.bundle,
+                Some(b.source),
+                Some(b.sequence),
+                "stored",
+                "in-progress",
+                None,
+            )?;
+        }
+        crash_hook();
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ----- per-sink export state -----------------------------------------------------------
+
+    /// Rules a sink has not confirmed in their current form: added, modified, enabled↔disabled,
+    /// removed, or a status change, plus anything that failed before. Non-standard rules are
+    /// left out unless `include_non_standard` is set (or the sink already holds an older version,
+    /// which must learn the change); a removed rule is sent only to a sink that had it.
+    pub fn pending_exports(
+        &self,
+        sink: &str,
+        policy: &ExportPolicy,
+    ) -> anyhow::Result<Vec<ExportItem>> {
+        let mut st = self.conn.prepare(
+            "SELECT r.source, s.ruleset, s.engine, r.gid, r.sid, r.rev, r.msg, r.text, r.text_hash,
+                    r.enabled, r.removed, r.classtype, r.file, NULL, NULL,
+                    e.rev, e.text, e.text_hash, e.enabled, e.removed, e.status, e.confirmed_at
+             FROM rules r JOIN sources s ON s.name = r.source
+             LEFT JOIN exports e ON e.sink = ?1 AND e.source = r.source AND e.gid = r.gid AND e.sid = r.sid
+             ORDER BY r.source, r.gid, r.sid",
+        )?;
+        let mut rows = st.query([sink])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let enabled: bool = r.get(9)?;
+            let removed: bool = r.get(10)?;
+            let confirmed: Option<String> = r.get(21)?;
+            let had_it = confirmed.is_some();
+            if !had_it && (removed || (!enabled && !policy.include_non_standard)) {
+                continue;
+            }
+            let status = policy.status_for(enabled, removed).to_string();
+            if had_it {
+                let same = r.get::<_, Option<u32>>(15)? == Some(r.get(5)?)
+                    && r.get::<_, Option<String>>(17)?.as_deref()
+                        == Some(r.get::<_, String>(8)?.as_str())
+                    && r.get::<_, Option<bool>>(18)? == Some(enabled)
+                    && r.get::<_, Option<bool>>(19)? == Some(removed)
+                    && r.get::<_, Option<String>>(20)?.as_deref() == Some(status.as_str());
+                if same {
+                    continue;
+                }
+            }
+            let text: String = r.get(7)?;
+            let (references, metadata) = crate::ingest::payload::rule_details(&text);
+            out.push(ExportItem {
+                source: r.get(0)?,
+                ruleset: r.get(1)?,
+                engine: r.get(2)?,
+                gid: r.get(3)?,
+                sid: r.get(4)?,
+                rev: r.get(5)?,
+                msg: r.get(6)?,
+                text,
+                enabled,
+                removed,
+                status,
+                classtype: r.get(11)?,
+                file: r.get(12)?,
+                references,
+                metadata,
+                previous_rev: if had_it { r.get(15)? } else { None },
+                previous_text: if had_it { r.get(16)? } else { None },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Record what a sink confirmed (now its export state) and what failed (kept pending, with
+    /// the reason).
+    pub fn record_export(
+        &mut self,
+        sink: &str,
+        items: &[ExportItem],
+        outcome: &ExportOutcome,
+    ) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let now = now_text();
+            let mut ok = tx.prepare_cached(
+                "INSERT INTO exports (sink, source, gid, sid, rev, text, text_hash, enabled, removed,
+                                      status, confirmed_at, last_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL)
+                 ON CONFLICT (sink, source, gid, sid) DO UPDATE SET rev = excluded.rev,
+                    text = excluded.text, text_hash = excluded.text_hash,
+                    enabled = excluded.enabled, removed = excluded.removed,
+                    status = excluded.status, confirmed_at = excluded.confirmed_at,
+                    last_error = NULL",
+            )?;
+            for &i in &outcome.confirmed {
+                let Some(it) = items.get(i) else { continue };
+                ok.execute(params![
+                    sink,
+                    it.source,
+                    it.gid,
+                    it.sid,
+                    it.rev,
+                    it.text,
+                    text_hash(&it.text),
+                    it.enabled,
+                    it.removed,
+                    it.status,
+                    now
+                ])?;
+            }
+            let mut bad = tx.prepare_cached(
+                "INSERT INTO exports (sink, source, gid, sid, last_error) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (sink, source, gid, sid) DO UPDATE SET last_error = excluded.last_error",
+            )?;
+            for (i, reason) in &outcome.failed {
+                let Some(it) = items.get(*i) else { continue };
+                bad.execute(params![sink, it.source, it.gid, it.sid, reason])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn journal_in(
+    conn: &Connection,
+    bundle: &str,
+    source: Option<&str>,
+    sequence: Option<u64>,
+    stage: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> anyhow::Result<()> {
+    let now = now_text();
+    conn.execute(
+        "INSERT INTO bundles (id, source, sequence, stage, status, reason, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET source = COALESCE(excluded.source, source),
+            sequence = COALESCE(excluded.sequence, sequence), stage = excluded.stage,
+            status = excluded.status, reason = excluded.reason, updated_at = excluded.updated_at",
+        params![
+            bundle,
+            source,
+            sequence.map(|s| s as i64),
+            stage,
+            status,
+            reason,
+            now
+        ],
+    )?;
+    conn.execute(
+        "INSERT INTO journal (bundle, stage, at, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![bundle, format!("{stage}/{status}"), now, reason],
+    )?;
+    Ok(())
+}
+
+fn bundle_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BundleRow> {
+    Ok(BundleRow {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        sequence: r.get::<_, Option<i64>>(2)?.map(|s| s as u64),
+        stage: r.get(3)?,
+        status: r.get(4)?,
+        reason: r.get(5)?,
+        updated_at: r.get(6)?,
+        report: r.get::<_, Option<Vec<u8>>>(7)?.and_then(|z| gunzip(&z)),
+    })
+}
+
+fn source_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SourceRow> {
+    Ok(SourceRow {
+        name: r.get(0)?,
+        ruleset: r.get(1)?,
+        engine: r.get(2)?,
+        last_sequence: r.get::<_, i64>(3)? as u64,
+        last_bundle: r.get(4)?,
+        last_bundle_at: parse_time(&r.get::<_, String>(5)?),
+        last_seen_at: parse_time(&r.get::<_, String>(6)?),
+        lifetime_secs: r.get(7)?,
+    })
+}
+
+/// Serialise `v` as JSON straight into a gzip buffer.
+pub fn gzip_json<T: serde::Serialize>(v: &T) -> anyhow::Result<Vec<u8>> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    serde_json::to_writer(&mut e, v)?;
+    Ok(e.finish()?)
+}
+
+fn gunzip(data: &[u8]) -> Option<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_string(&mut s)
+        .ok()?;
+    Some(s)
+}

@@ -1,7 +1,8 @@
-//! `etferry ingest`: not built yet (see its issue).
+//! `etferry ingest`: process bundles once (for cron), or release held ones with `--approve`.
 
 use crate::cli::Global;
 use crate::exit::Exit;
+use crate::ingest::{Ingestor, Options, Outcome, WatchConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,11 +12,64 @@ pub struct Args {
     /// Show what would change and be sent, without storing or sending
     #[arg(long)]
     pub dry_run: bool,
-    /// Bundle directories (or archives)
+    /// Bundle directories
     #[arg(required = true)]
     pub bundles: Vec<std::path::PathBuf>,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<Exit> {
-    anyhow::bail!("`etferry ingest` is not available in this build yet")
+/// Run every bundle through the pipeline and exit with the worst outcome.
+pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
+    let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
+    let cfg = WatchConfig::load(&path)?;
+    let inbox = std::fs::canonicalize(&cfg.inbox).ok();
+    let mut ing = Ingestor::open(cfg)?;
+    let mut exit = Exit::Ok;
+    for b in &args.bundles {
+        // Bundles taken from the inbox leave it; bundles elsewhere are left where they are.
+        let in_inbox = match (&inbox, std::fs::canonicalize(b)) {
+            (Some(i), Ok(p)) => p.starts_with(i),
+            _ => false,
+        };
+        let opts = Options {
+            approve: args.approve,
+            dry_run: args.dry_run,
+            remove_source: in_inbox,
+        };
+        let outcome = ing.process(b, opts)?;
+        print_outcome(&outcome);
+        exit = exit.worst(outcome.exit());
+    }
+    Ok(exit.worst(ing.export_exit))
+}
+
+/// The short human summary of one bundle (JSON reports are in the store: `etferry report`).
+pub fn print_outcome(o: &Outcome) {
+    match o {
+        Outcome::Done(r) | Outcome::DryRun(r) => {
+            println!("{}", r.summary());
+            if let Some(h) = &r.held_reason {
+                println!("  would be held: {h}");
+            }
+            for e in r.errors.iter().take(20) {
+                println!("  error: {e}");
+            }
+            if r.errors.len() > 20 {
+                println!(
+                    "  … {} more errors (etferry report --json)",
+                    r.errors.len() - 20
+                );
+            }
+            for d in r.duplicates.iter().take(20) {
+                println!(
+                    "  duplicate {}:{}:{} at {} dropped (a higher rev is kept)",
+                    d.gid, d.sid, d.rev, d.file
+                );
+            }
+        }
+        Outcome::Heartbeat { source } => println!("heartbeat from {source}: no upstream change"),
+        Outcome::AlreadyDone => {}
+        Outcome::Rejected(r) => println!("REJECTED: {r}"),
+        Outcome::Held(r) => println!("HELD: {r}"),
+        Outcome::Abandoned => println!("stopped; the bundle will be redone on the next run"),
+    }
 }

@@ -1,7 +1,10 @@
-//! `etferry report`: not built yet (see its issue).
+//! `etferry report`: the per-SID change report of one stored bundle.
 
 use crate::cli::Global;
-use crate::exit::Exit;
+use crate::exit::{usage, Exit};
+use crate::ingest::diff::{Entry, Report};
+use crate::ingest::WatchConfig;
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,6 +18,72 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<Exit> {
-    anyhow::bail!("`etferry report` is not available in this build yet")
+/// Print the change report of a bundle (default: the last stored one).
+pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
+    let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
+    let cfg = WatchConfig::load(&path)?;
+    let store = Store::open(&cfg.store)?;
+    let row = match (&args.bundle, args.last) {
+        (Some(_), true) => return Err(usage("give a BUNDLE or --last, not both")),
+        (Some(b), false) => {
+            // Accept a path too: the bundle id is its directory name.
+            let id = std::path::Path::new(b)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| b.clone());
+            store
+                .bundle(&id)?
+                .ok_or_else(|| usage(format!("bundle {id} is not in the store")))?
+        }
+        (None, _) => match store.last_report()? {
+            Some(r) => r,
+            None => {
+                println!("no bundle stored yet");
+                return Ok(Exit::Ok);
+            }
+        },
+    };
+    let Some(json) = row.report.as_deref() else {
+        let why = row.reason.as_deref().unwrap_or("");
+        println!(
+            "{}: {} ({}) {why}: no change report",
+            row.id, row.status, row.stage
+        );
+        return Ok(Exit::Ok);
+    };
+    let report: Report = serde_json::from_str(json)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(Exit::Ok);
+    }
+    println!("{}", report.summary());
+    for (title, list) in [
+        ("added", &report.added),
+        ("removed", &report.removed),
+        ("modified", &report.modified),
+        ("enabled↔disabled", &report.enabled_changed),
+    ] {
+        println!("{title}: {}", list.len());
+        for e in list {
+            println!("  {}", line(e));
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn line(e: &Entry) -> String {
+    format!(
+        "{}:{}:{}  {}  [{}] {}{}",
+        e.gid,
+        e.sid,
+        e.rev,
+        if e.enabled {
+            "standard    "
+        } else {
+            "non-standard"
+        },
+        e.category.as_deref().unwrap_or("-"),
+        e.msg,
+        format_args!("  ({})", e.file)
+    )
 }

@@ -1,7 +1,12 @@
-//! `etferry rules`: not built yet (see its issue).
+//! `etferry rules`: query the rules in the store.
+
+use serde_json::json;
 
 use crate::cli::Global;
-use crate::exit::Exit;
+use crate::exit::{usage, Exit};
+use crate::ingest::config::STATUSES;
+use crate::ingest::WatchConfig;
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,6 +24,80 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<Exit> {
-    anyhow::bail!("`etferry rules` is not available in this build yet")
+/// List matching rules with their class and configured status.
+pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
+    use std::io::Write;
+    let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
+    let cfg = WatchConfig::load(&path)?;
+    if let Some(s) = &args.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(usage(format!(
+                "--status {s:?}: allowed: {}",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    let policy = cfg.export_policy();
+    let store = Store::open(&cfg.store)?;
+    let mut st = store.conn().prepare(
+        "SELECT r.source, s.ruleset, r.gid, r.sid, r.rev, r.msg, r.enabled, r.removed, r.file,
+                r.category, r.classtype, r.text
+         FROM rules r JOIN sources s ON s.name = r.source
+         WHERE (?1 IS NULL OR r.sid = ?1)
+           AND (?2 IS NULL OR instr(lower(r.text), lower(?2)) > 0)
+         ORDER BY r.source, r.gid, r.sid",
+    )?;
+    let mut rows = st.query(rusqlite::params![args.sid, args.grep])?;
+    let mut out = Vec::new();
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    while let Some(r) = rows.next()? {
+        let enabled: bool = r.get(6)?;
+        let removed: bool = r.get(7)?;
+        let status = policy.status_for(enabled, removed).to_string();
+        if args.status.as_deref().is_some_and(|s| s != status) {
+            continue;
+        }
+        let v = json!({
+            "source": r.get::<_, String>(0)?,
+            "ruleset": r.get::<_, String>(1)?,
+            "gid": r.get::<_, u32>(2)?,
+            "sid": r.get::<_, u32>(3)?,
+            "rev": r.get::<_, u32>(4)?,
+            "msg": r.get::<_, String>(5)?,
+            "class": if enabled { "standard" } else { "non-standard" },
+            "enabled": enabled,
+            "removed": removed,
+            "status": status,
+            "file": r.get::<_, String>(8)?,
+            "category": r.get::<_, Option<String>>(9)?,
+            "classtype": r.get::<_, Option<String>>(10)?,
+            "text": r.get::<_, String>(11)?,
+        });
+        if args.json {
+            out.push(v);
+        } else {
+            writeln!(
+                w,
+                "{}:{}:{}  {:<12} {:<12} {}  ({}, {})",
+                v["gid"],
+                v["sid"],
+                v["rev"],
+                v["class"].as_str().unwrap_or(""),
+                v["status"].as_str().unwrap_or(""),
+                v["msg"].as_str().unwrap_or(""),
+                v["source"].as_str().unwrap_or(""),
+                v["file"].as_str().unwrap_or("")
+            )?;
+        }
+    }
+    if args.json {
+        writeln!(
+            w,
+            "{}",
+            serde_json::to_string_pretty(&json!({ "rules": out }))?
+        )?;
+    }
+    w.flush()?;
+    Ok(Exit::Ok)
 }

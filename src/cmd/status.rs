@@ -1,7 +1,13 @@
-//! `etferry status`: not built yet (see its issue).
+//! `etferry status`: per source the last bundle, sequence, time, rule counts, pending exports and
+//! held bundles; warns about a stalled courier.
+
+use chrono::Utc;
+use serde_json::json;
 
 use crate::cli::Global;
 use crate::exit::Exit;
+use crate::ingest::WatchConfig;
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -10,6 +16,110 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<Exit> {
-    anyhow::bail!("`etferry status` is not available in this build yet")
+/// Print the state of every source in the store.
+pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
+    let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
+    let cfg = WatchConfig::load(&path)?;
+    let store = Store::open(&cfg.store)?;
+    let policy = cfg.export_policy();
+    let sinks = cfg.sinks.names();
+    let held = store.bundles_with_status("held")?;
+    let now = Utc::now();
+    let mut sources = Vec::new();
+    let mut warnings = Vec::new();
+    for s in store.sources()? {
+        let (rules, standard, non_standard) = store.rule_counts(&s.name)?;
+        let indicators = store.indicator_count(&s.name)?;
+        let mut pending = 0usize;
+        for sink in &sinks {
+            pending += store
+                .pending_exports(sink, &policy)?
+                .iter()
+                .filter(|i| i.source == s.name)
+                .count();
+        }
+        let held_here: Vec<&str> = held
+            .iter()
+            .filter(|b| b.source.as_deref() == Some(s.name.as_str()))
+            .map(|b| b.id.as_str())
+            .collect();
+        let silent = (now - s.last_seen_at).num_seconds();
+        let stalled = s.lifetime_secs > 0 && silent > s.lifetime_secs;
+        if stalled {
+            warnings.push(format!(
+                "source {}: no bundle for {} (longer than its bundle lifetime of {}): is the courier stalled?",
+                s.name,
+                humantime::format_duration(std::time::Duration::from_secs(silent.max(0) as u64)),
+                humantime::format_duration(std::time::Duration::from_secs(s.lifetime_secs as u64))
+            ));
+        }
+        sources.push(json!({
+            "name": s.name,
+            "ruleset": s.ruleset,
+            "engine": s.engine,
+            "last_sequence": s.last_sequence,
+            "last_bundle": s.last_bundle,
+            "last_bundle_at": s.last_bundle_at.to_rfc3339(),
+            "last_seen_at": s.last_seen_at.to_rfc3339(),
+            "rules": rules,
+            "standard": standard,
+            "non_standard": non_standard,
+            "indicators": indicators,
+            "pending_exports": pending,
+            "held": held_here,
+            "stalled": stalled,
+        }));
+    }
+    // Held bundles of a source that has nothing stored yet still need to be seen.
+    let orphans: Vec<&str> = held
+        .iter()
+        .filter(|b| {
+            !sources
+                .iter()
+                .any(|s| Some(s["name"].as_str().unwrap_or("")) == b.source.as_deref())
+        })
+        .map(|b| b.id.as_str())
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "sources": sources,
+                "held_without_source": orphans,
+                "warnings": warnings,
+            }))?
+        );
+    } else {
+        if sources.is_empty() {
+            println!("no bundle stored yet ({})", cfg.store.display());
+        }
+        for s in &sources {
+            println!(
+                "{}  {}  seq {}  last bundle {} at {}  rules {} ({} standard, {} non-standard)  indicators {}  pending exports {}  held {}",
+                s["name"].as_str().unwrap_or(""),
+                s["ruleset"].as_str().unwrap_or(""),
+                s["last_sequence"],
+                s["last_bundle"].as_str().unwrap_or(""),
+                s["last_bundle_at"].as_str().unwrap_or(""),
+                s["rules"],
+                s["standard"],
+                s["non_standard"],
+                s["indicators"],
+                s["pending_exports"],
+                s["held"].as_array().map(|a| a.len()).unwrap_or(0),
+            );
+        }
+        for h in &held {
+            println!(
+                "HELD {}: {} (release with `etferry ingest --approve {}`)",
+                h.id,
+                h.reason.as_deref().unwrap_or(""),
+                h.id
+            );
+        }
+        for w in &warnings {
+            println!("WARNING {w}");
+        }
+    }
+    Ok(Exit::Ok)
 }

@@ -1,1 +1,13 @@
-//! ingest: see ARCHITECTURE.md.
+//! The air-gapped side: watcher, journal stages, payload reading, diff, sanity gate, pipeline.
+//! Stages read in order: `watcher` → `pipeline` (copy, verify, `payload`, `diff`, `gate`, store,
+//! export).
+
+pub mod config;
+pub mod diff;
+pub mod gate;
+pub mod payload;
+pub mod pipeline;
+pub mod watcher;
+
+pub use config::WatchConfig;
+pub use pipeline::{Ingestor, Options, Outcome};

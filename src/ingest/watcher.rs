@@ -1,0 +1,192 @@
+//! `etferry watch`: notify events plus a periodic rescan of the inbox (removable and network
+//! mounts may send no events). A bundle is taken only when its manifest and signature exist and
+//! every listed file has its listed size, unchanged for the debounce time.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use super::config::WatchConfig;
+use super::pipeline::{Ingestor, Options, Outcome};
+use crate::bundle::{Manifest, MANIFEST, SIGNATURE};
+use crate::exit::{exit_for, Exit};
+
+/// Test hook: set to disable filesystem events, so only the periodic rescan finds bundles.
+pub const NO_NOTIFY_ENV: &str = "ETFERRY_TEST_NO_NOTIFY";
+
+/// What a bundle directory looked like at the last scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint(Vec<(String, u64)>);
+
+struct Candidate {
+    fp: Fingerprint,
+    since: Instant,
+}
+
+/// Is `dir` a complete bundle? Returns what it looks like (to see it hold still) or `None`.
+fn fingerprint(dir: &Path, require_signature: bool) -> Option<Fingerprint> {
+    let mbytes = std::fs::read(dir.join(MANIFEST)).ok()?;
+    let sig = std::fs::metadata(dir.join(SIGNATURE)).ok();
+    if require_signature && sig.is_none() {
+        return None;
+    }
+    let mut fp = vec![
+        (MANIFEST.to_string(), mbytes.len() as u64),
+        (SIGNATURE.to_string(), sig.map(|s| s.len()).unwrap_or(0)),
+    ];
+    // A manifest still being copied does not parse yet; one that stays unparsable for the
+    // debounce time is taken anyway, so that it is rejected with a reason instead of lingering.
+    let Ok(m) = serde_json::from_slice::<Manifest>(&mbytes) else {
+        return Some(Fingerprint(fp));
+    };
+    for f in &m.files {
+        let len = std::fs::metadata(dir.join(&f.path)).ok()?.len();
+        if len != f.size {
+            return None;
+        }
+        fp.push((f.path.clone(), len));
+    }
+    Some(Fingerprint(fp))
+}
+
+/// Bundle directories in the inbox (hidden names are temp dirs of a copy in progress).
+fn inbox_dirs(inbox: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(inbox) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .map(|e| e.path())
+            .collect(),
+        Err(e) => {
+            tracing::warn!("cannot read inbox {}: {e}", inbox.display());
+            Vec::new()
+        }
+    };
+    // Sequence order within a source: ids end in the 8-digit sequence.
+    v.sort();
+    v
+}
+
+/// Run until `stop` is set (SIGTERM / SIGINT). Returns `Ok` then.
+pub fn watch(cfg: WatchConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Exit> {
+    std::fs::create_dir_all(&cfg.inbox)?;
+    let (tx, rx) = mpsc::channel::<()>();
+    let _watcher = if std::env::var_os(NO_NOTIFY_ENV).is_some() {
+        None
+    } else {
+        use notify::Watcher;
+        let tx = tx.clone();
+        match notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.send(());
+        }) {
+            Ok(mut w) => match w.watch(&cfg.inbox, notify::RecursiveMode::Recursive) {
+                Ok(()) => Some(w),
+                Err(e) => {
+                    tracing::warn!(
+                        "no filesystem events for {} ({e}); relying on the rescan every {}",
+                        cfg.inbox.display(),
+                        cfg.rescan_interval
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!("no filesystem events ({e}); relying on the rescan");
+                None
+            }
+        }
+    };
+    eprintln!(
+        "etferry watch: watching {} (rescan every {}, debounce {})",
+        cfg.inbox.display(),
+        cfg.rescan_interval,
+        cfg.debounce
+    );
+    let rescan = cfg.rescan_interval.get();
+    let debounce = cfg.debounce.get();
+    let tick = Duration::from_millis(100);
+    let mut candidates: HashMap<PathBuf, Candidate> = HashMap::new();
+    let mut next_scan = Instant::now();
+    let mut dirty = true;
+    while !stop.load(Ordering::SeqCst) {
+        match rx.recv_timeout(tick) {
+            Ok(()) => {
+                dirty = true;
+                while rx.try_recv().is_ok() {}
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        let now = Instant::now();
+        let waiting = candidates
+            .values()
+            .any(|c| now.duration_since(c.since) >= debounce);
+        if !(dirty || waiting || now >= next_scan) {
+            continue;
+        }
+        if now >= next_scan {
+            next_scan = now + rescan;
+        }
+        dirty = false;
+        let dirs = inbox_dirs(&cfg.inbox);
+        candidates.retain(|p, _| dirs.contains(p));
+        let mut ready = Vec::new();
+        for d in dirs {
+            match fingerprint(&d, cfg.require_signature) {
+                None => {
+                    candidates.remove(&d);
+                }
+                Some(fp) => {
+                    let c = candidates.entry(d.clone()).or_insert(Candidate {
+                        fp: fp.clone(),
+                        since: now,
+                    });
+                    if c.fp != fp {
+                        c.fp = fp;
+                        c.since = now;
+                    } else if now.duration_since(c.since) >= debounce {
+                        ready.push(d);
+                    }
+                }
+            }
+        }
+        if ready.is_empty() {
+            continue;
+        }
+        let mut ing = match Ingestor::open(cfg.clone()) {
+            Ok(i) => i,
+            Err(e) if exit_for(&e) == Exit::Locked => {
+                tracing::info!("{e:#}; retrying");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        // SIGTERM reaches the pipeline between stages.
+        ing.set_stop_flag(stop.clone());
+        for d in ready {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let opts = Options {
+                remove_source: true,
+                ..Options::default()
+            };
+            let res = ing.process(&d, opts);
+            candidates.remove(&d);
+            match res {
+                Ok(o) => {
+                    crate::cmd::ingest::print_outcome(&o);
+                    if matches!(o, Outcome::Abandoned) {
+                        break;
+                    }
+                }
+                Err(e) => eprintln!("etferry watch: {}: {e:#}", d.display()),
+            }
+        }
+    }
+    eprintln!("etferry watch: stopping");
+    Ok(Exit::Ok)
+}
