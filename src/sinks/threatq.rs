@@ -267,6 +267,16 @@ impl ThreatQConfig {
         Ok(url)
     }
 
+    /// Make `password_file` and `ca_bundle` absolute against the config file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.password_file, &mut self.ca_bundle]
+            .into_iter()
+            .flatten()
+        {
+            *p = resolve(base, p);
+        }
+    }
+
     fn attr_name<'a>(&'a self, default: &'a str) -> &'a str {
         self.attributes
             .get(default)
@@ -918,6 +928,46 @@ fn statuses_from_objects(v: &Value) -> Vec<(u64, String)> {
 // ---------------------------------------------------------------------------------------------
 // The sink
 // ---------------------------------------------------------------------------------------------
+
+/// The sink the pipeline uses: connected, with the configured statuses checked. Config errors
+/// (exit 2) stop the run; an unreachable ThreatQ does not: the bundle is still stored and its
+/// changes stay pending (exit 3), to go out on the next run or with `etferry export threatq`.
+pub fn build(
+    cfg: &ThreatQConfig,
+    policy: &crate::store::ExportPolicy,
+) -> anyhow::Result<Box<dyn Sink>> {
+    match ThreatQSink::connect(cfg, Path::new(".")) {
+        Ok(sink) => {
+            let mut statuses = vec![
+                policy.standard_status.as_str(),
+                policy.removed_status.as_str(),
+            ];
+            if policy.include_non_standard {
+                statuses.push(policy.non_standard_status.as_str());
+            }
+            sink.require_statuses(&statuses)?;
+            Ok(Box::new(sink))
+        }
+        Err(e) if crate::exit::exit_for(&e) == crate::exit::Exit::Usage => Err(e),
+        Err(e) => {
+            tracing::warn!("ThreatQ is not reachable: {e:#}; changes stay pending");
+            Ok(Box::new(Unreachable(format!("{e:#}"))))
+        }
+    }
+}
+
+/// Stands in for a ThreatQ that could not be reached at start: every export fails, nothing is
+/// confirmed.
+struct Unreachable(String);
+
+impl Sink for Unreachable {
+    fn name(&self) -> &str {
+        "threatq"
+    }
+    fn export(&mut self, _items: &[ExportItem]) -> anyhow::Result<ExportOutcome> {
+        Err(anyhow::anyhow!("ThreatQ not reachable: {}", self.0))
+    }
+}
 
 /// The ThreatQ sink. Build it with [`ThreatQSink::connect`].
 pub struct ThreatQSink {
