@@ -135,7 +135,17 @@ fn corpus_bundle_lands_standard_rules_active_then_only_changes_go_out() {
     *text = (lines.join("\n") + "\n").into_bytes();
     let _ = name;
     sim.clear_log();
-    let o = env.ingest(&bundle_of(&env, 3, &changed));
+    let b3 = bundle_of(&env, 3, &changed);
+    let o = env.run(&["ingest", "--dry-run", b3.to_str().unwrap()]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(
+        o.stdout
+            .contains("threatq (dry run): 2 changes would be sent as 3 signatures in 1 requests"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(sim.consumed(), (0, 0), "a dry run sends nothing");
+    let o = env.ingest(&b3);
     assert_eq!(o.code, Some(0), "{o:?}");
     // The new revision, its superseded old revision, and the removed rule.
     assert_eq!(sim.consumed(), (1, 3));

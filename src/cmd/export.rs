@@ -125,3 +125,45 @@ pub fn print_plan(cfg: &crate::sinks::threatq::ThreatQConfig, items: &[crate::si
         );
     }
 }
+
+/// `ingest --dry-run`: what this bundle's changes would send to ThreatQ (removed rules count
+/// only if ThreatQ had them, so this is an upper bound for them).
+pub fn print_dry_run_bundle(
+    cfg: &crate::sinks::threatq::ThreatQConfig,
+    policy: &crate::store::ExportPolicy,
+    r: &crate::ingest::diff::Report,
+) {
+    let mut by_status: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut n = 0usize;
+    let mut supersede = 0usize;
+    for (list, modified) in [
+        (&r.added, false),
+        (&r.modified, true),
+        (&r.enabled_changed, false),
+    ] {
+        for e in list.iter() {
+            if e.enabled || policy.include_non_standard {
+                *by_status
+                    .entry(policy.status_for(e.enabled, false))
+                    .or_default() += 1;
+                n += 1;
+                if modified && cfg.rev_change == crate::sinks::threatq::RevChange::NewSignature {
+                    supersede += 1;
+                }
+            }
+        }
+    }
+    for _ in &r.removed {
+        *by_status.entry(policy.removed_status.as_str()).or_default() += 1;
+        n += 1;
+    }
+    let sigs = n + supersede;
+    println!(
+        "threatq (dry run): {n} changes would be sent as {sigs} signatures in {} requests to {}",
+        sigs.div_ceil(cfg.batch_size.max(1)),
+        cfg.host
+    );
+    for (status, k) in by_status {
+        println!("  {k} with status {status}");
+    }
+}
