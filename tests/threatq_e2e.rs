@@ -259,3 +259,24 @@ fn status_the_instance_lacks_stops_the_run_with_exit_2() {
     );
     assert!(sim2.signatures().is_empty());
 }
+
+#[test]
+fn unreachable_threatq_still_stores_the_bundle_and_exits_3() {
+    let sim = Sim::start();
+    let env = env_for(&sim, "");
+    // A port nobody listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, cfg.replace(&sim.url, &dead)).unwrap();
+    let o = env.ingest(&bundle_of(&env, 1, &sample_files()));
+    assert_eq!(o.code, Some(3), "{o:?}");
+    assert!(o.stderr.contains("not reachable"), "{}", o.stderr);
+    // ThreatQ is back: the stored changes go out.
+    std::fs::write(&env.config, cfg).unwrap();
+    let o = env.run(&["export", "threatq"]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert_eq!(counts(&sim), HashMap::from([("Active".to_string(), 116)]));
+}
