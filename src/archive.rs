@@ -773,6 +773,34 @@ mod tests {
     }
 
     #[test]
+    fn zip_limits_symlinks_and_duplicates_are_enforced() {
+        let many: Vec<(String, &[u8])> = (0..11).map(|i| (format!("{i}.rules"), RULE)).collect();
+        let refs: Vec<(&str, &[u8])> = many.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+        let e = read_archive("x.zip", &zip_of(&refs), &small()).unwrap_err();
+        assert_eq!(e.kind, ArchiveErrorKind::TooManyMembers { limit: 10 });
+
+        let big = vec![b'a'; 1024 * 1024 + 1];
+        let e = read_archive("x.zip", &zip_of(&[("big.rules", &big)]), &small()).unwrap_err();
+        assert_eq!(
+            e.kind,
+            ArchiveErrorKind::MemberTooLarge { limit: 1024 * 1024 }
+        );
+
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        w.add_symlink("a.rules", "/etc/passwd", opts).unwrap();
+        let z = w.finish().unwrap().into_inner();
+        let e = read_archive("x.zip", &z, &small()).unwrap_err();
+        assert_eq!(
+            e.kind,
+            ArchiveErrorKind::Symlink {
+                target: "/etc/passwd".into()
+            }
+        );
+        assert_eq!(e.member.as_deref(), Some("a.rules"));
+    }
+
+    #[test]
     fn plain_file_is_one_member_named_after_the_file() {
         let got = read_archive("/tmp/x/emerging-icmp.rules", RULE, &small()).unwrap();
         assert_eq!(got.len(), 1);

@@ -1,7 +1,8 @@
-//! `etferry fetch`: not built yet (see its issue).
+//! `etferry fetch`: mirror the configured ET rulesets into signed bundles (DMZ side).
 
 use crate::cli::Global;
 use crate::exit::Exit;
+use crate::fetch::{self, RunOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -10,6 +11,13 @@ pub struct Args {
     pub now: bool,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<Exit> {
-    anyhow::bail!("`etferry fetch` is not available in this build yet")
+pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
+    let path = crate::config::locate(g.config.as_deref(), "fetch.yaml")?;
+    let report = fetch::run_config(&path, RunOptions { now: args.now })?;
+    print!("{}", report.summary());
+    Ok(if report.failed > 0 {
+        Exit::Error
+    } else {
+        Exit::Ok
+    })
 }

@@ -1,7 +1,7 @@
-//! `etferry keygen`: not built yet (see its issue).
+//! `etferry keygen`: a minisign key pair for signing bundles.
 
 use crate::cli::Global;
-use crate::exit::Exit;
+use crate::exit::{usage, Exit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -9,13 +9,43 @@ pub struct Args {
     #[arg(long)]
     pub out: std::path::PathBuf,
     /// File holding the password that encrypts the secret key
-    #[arg(long, conflicts_with = "unencrypted")]
+    #[arg(long, conflicts_with_all = ["unencrypted", "password_env"])]
     pub password_file: Option<std::path::PathBuf>,
+    /// Environment variable holding the password that encrypts the secret key
+    #[arg(long, conflicts_with = "unencrypted")]
+    pub password_env: Option<String>,
     /// Store the secret key unencrypted (unattended hosts; see README)
     #[arg(long)]
     pub unencrypted: bool,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<Exit> {
-    anyhow::bail!("`etferry keygen` is not available in this build yet")
+pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
+    let password = match (&args.password_file, &args.password_env, args.unencrypted) {
+        (Some(f), _, _) => Some(crate::config::read_secret_file(f)?),
+        (None, Some(v), _) => Some(crate::config::read_secret_env(v)?),
+        (None, None, true) => None,
+        (None, None, false) => {
+            return Err(usage(
+                "give --password-file FILE or --password-env VAR to encrypt the secret key, \
+                 or --unencrypted for an unattended host (see README)",
+            ))
+        }
+    };
+    let (sk, pk) = crate::bundle::keygen(&args.out, password.as_ref())?;
+    let id = crate::bundle::PublicKey::load(&pk)?.id();
+    println!(
+        "secret key {} ({}), public key {} (key id {id})",
+        sk.display(),
+        if password.is_some() {
+            "encrypted"
+        } else {
+            "UNENCRYPTED: protect the file"
+        },
+        pk.display()
+    );
+    println!(
+        "copy {} to the air-gapped side's trusted keys",
+        pk.display()
+    );
+    Ok(Exit::Ok)
 }

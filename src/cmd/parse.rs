@@ -1,17 +1,28 @@
-//! `etferry parse`: not built yet (see its issue).
+//! `etferry parse`: parse rule files, directories or archives and print a summary (or one JSON
+//! object). Rule errors are data (exit 0); only input that cannot be read ends with exit 1.
 
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::archive::{self, Kind, Limits};
 use crate::cli::Global;
-use crate::exit::Exit;
+use crate::exit::{self, Exit};
+use crate::rules::{self, Dialect, ParseOptions, ParsedFile};
+
+/// How many errors the summary and `error_samples` show without `--errors`.
+const SAMPLE_ERRORS: usize = 10;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Rule dialect (auto-detected by default)
+    /// Rule dialect (auto-detected by default): auto, suricata, snort2 or snort3
     #[arg(long, default_value = "auto")]
     pub dialect: String,
     /// Print one JSON object on stdout
     #[arg(long)]
     pub json: bool,
-    /// List every rule error
+    /// List every rule error (in the summary, or in `error_samples` with --json)
     #[arg(long)]
     pub errors: bool,
     /// .rules files, directories, .tar.gz or .zip archives
@@ -19,6 +30,212 @@ pub struct Args {
     pub paths: Vec<std::path::PathBuf>,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<Exit> {
-    anyhow::bail!("`etferry parse` is not available in this build yet")
+/// Parse every input and print the summary.
+pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
+    let dialect: Dialect = args.dialect.parse().map_err(|_| {
+        exit::usage(format!(
+            "--dialect {:?}: expected auto, suricata, snort2 or snort3",
+            args.dialect
+        ))
+    })?;
+    let opts = ParseOptions {
+        dialect,
+        ..ParseOptions::default()
+    };
+    let files = collect_inputs(&args.paths)?;
+    if files.is_empty() {
+        eprintln!("etferry: warning: no .rules files found in the given paths");
+    }
+    let parsed = rules::parse_many(&files, &opts);
+    let summary = summarise(&parsed, args.errors);
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        // Serialise first, then write: an io::Error (a closed pipe) then reaches `cli::main` as
+        // itself, which treats a broken pipe as a normal end.
+        let json = serde_json::to_string(&summary)?;
+        writeln(&mut out, &json)?;
+    } else {
+        print_text(&mut out, &summary, &parsed, args.errors)?;
+    }
+    Ok(Exit::Ok)
+}
+
+fn writeln(out: &mut impl std::io::Write, s: &str) -> std::io::Result<()> {
+    out.write_all(s.as_bytes())?;
+    out.write_all(b"\n")
+}
+
+/// Read every PATH into memory as `(display name, bytes)`, in a deterministic order: the PATHs
+/// in the order given, directory entries sorted by name, archive members in archive order.
+///
+/// A directory contributes its `*.rules` files, an archive its `*.rules` members (named
+/// `<archive>/<member>`); a file given explicitly is parsed whatever its name.
+pub fn collect_inputs(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    let mut push = |name: String, data: Vec<u8>, files: &mut Vec<(String, Vec<u8>)>| {
+        // The same file named twice (e.g. `dir dir/x.rules`) is parsed once.
+        if seen.insert(name.clone()) {
+            files.push((name, data));
+        }
+    };
+    for path in paths {
+        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+        if meta.is_dir() {
+            for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+                let entry = entry.with_context(|| format!("walking {}", path.display()))?;
+                if entry.file_type().is_file()
+                    && is_rules_name(&entry.file_name().to_string_lossy())
+                {
+                    let p = entry.path();
+                    let data = std::fs::read(p).with_context(|| format!("{}", p.display()))?;
+                    push(p.display().to_string(), data, &mut files);
+                }
+            }
+            continue;
+        }
+        let data = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        let name = path.display().to_string();
+        match archive::detect(&name, &data) {
+            Kind::Plain => push(name, data, &mut files),
+            Kind::TarGz | Kind::Zip => {
+                let members = archive::read_archive(&name, &data, &Limits::default())?;
+                for m in members {
+                    let base = m.path.rsplit('/').next().unwrap_or(&m.path);
+                    if is_rules_name(base) {
+                        push(format!("{name}/{}", m.path), m.data, &mut files);
+                    }
+                }
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn is_rules_name(name: &str) -> bool {
+    rules::is_rules_file(name) && !name.starts_with('.')
+}
+
+/// Rule and error counts of one file.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub rules: usize,
+    pub enabled: usize,
+    pub disabled: usize,
+    pub errors: usize,
+}
+
+/// One rule error as shown in `error_samples`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorSample {
+    pub file: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The `--json` object; field order is the documented shape.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub files: usize,
+    pub rules: usize,
+    pub enabled: usize,
+    pub disabled: usize,
+    pub errors: usize,
+    /// Distinct (gid, sid) identities carried by more than one rule (enabled or disabled).
+    pub duplicates: usize,
+    #[serde(serialize_with = "ordered_map")]
+    pub by_file: Vec<(String, Counts)>,
+    pub error_samples: Vec<ErrorSample>,
+}
+
+/// `by_file` as a JSON object whose keys keep the input order (serde_json's own map would sort).
+fn ordered_map<S: serde::Serializer>(v: &[(String, Counts)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(v.iter().map(|(k, c)| (k, c)))
+}
+
+/// Count rules, errors and duplicate identities; keep every error when `all_errors`, else the
+/// first few.
+pub fn summarise(parsed: &[ParsedFile<'_>], all_errors: bool) -> Summary {
+    let mut by_file = Vec::with_capacity(parsed.len());
+    let mut ids: HashMap<(u32, u32), u32> = HashMap::new();
+    let mut samples = Vec::new();
+    let (mut enabled, mut disabled, mut errors) = (0, 0, 0);
+    for pf in parsed {
+        let mut c = Counts::default();
+        for r in &pf.rules {
+            if r.enabled {
+                c.enabled += 1;
+            } else {
+                c.disabled += 1;
+            }
+            *ids.entry((r.gid, r.sid)).or_default() += 1;
+        }
+        c.rules = c.enabled + c.disabled;
+        c.errors = pf.errors.len();
+        for e in &pf.errors {
+            if all_errors || samples.len() < SAMPLE_ERRORS {
+                samples.push(ErrorSample {
+                    file: e.file.clone(),
+                    line: e.line,
+                    reason: e.reason.clone(),
+                });
+            }
+        }
+        enabled += c.enabled;
+        disabled += c.disabled;
+        errors += c.errors;
+        by_file.push((pf.file.clone(), c));
+    }
+    Summary {
+        files: parsed.len(),
+        rules: enabled + disabled,
+        enabled,
+        disabled,
+        errors,
+        duplicates: ids.values().filter(|&&n| n > 1).count(),
+        by_file,
+        error_samples: samples,
+    }
+}
+
+fn print_text(
+    out: &mut impl std::io::Write,
+    s: &Summary,
+    parsed: &[ParsedFile<'_>],
+    all_errors: bool,
+) -> std::io::Result<()> {
+    let width = s.by_file.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
+    for ((file, c), pf) in s.by_file.iter().zip(parsed) {
+        writeln(
+            out,
+            &format!(
+                "{file:<width$}  {:>6} rules ({:>6} enabled, {:>6} disabled)  {:>4} errors  [{}]",
+                c.rules, c.enabled, c.disabled, c.errors, pf.dialect
+            ),
+        )?;
+    }
+    writeln(
+        out,
+        &format!(
+            "total: {} files, {} rules ({} enabled, {} disabled), {} errors, {} duplicate (gid, sid)",
+            s.files, s.rules, s.enabled, s.disabled, s.errors, s.duplicates
+        ),
+    )?;
+    if s.errors > 0 {
+        writeln(out, "")?;
+        for e in &s.error_samples {
+            writeln(out, &format!("{}:{}: {}", e.file, e.line, e.reason))?;
+        }
+        if !all_errors && s.errors > s.error_samples.len() {
+            writeln(
+                out,
+                &format!(
+                    "... and {} more (--errors lists every one)",
+                    s.errors - s.error_samples.len()
+                ),
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! `etferry verify`: not built yet (see its issue).
+//! `etferry verify`: check bundles (signature, manifest, sizes, sha256, expiry); one line each.
 
 use crate::cli::Global;
 use crate::exit::Exit;
@@ -13,6 +13,38 @@ pub struct Args {
     pub bundles: Vec<std::path::PathBuf>,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<Exit> {
-    anyhow::bail!("`etferry verify` is not available in this build yet")
+pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
+    let keys = args
+        .keys
+        .iter()
+        .map(|k| crate::bundle::PublicKey::load(k))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let now = chrono::Utc::now();
+    let mut exit = Exit::Ok;
+    for dir in &args.bundles {
+        match crate::bundle::verify(dir, &keys, now) {
+            Ok(v) => {
+                let m = &v.manifest;
+                let what = if m.is_heartbeat() {
+                    "heartbeat".to_string()
+                } else {
+                    let bytes: u64 = m.files.iter().map(|f| f.size).sum();
+                    format!("{} files, {bytes} bytes", m.files.len())
+                };
+                println!(
+                    "OK   {}: {} sequence {}, {what}, key {}, expires {}",
+                    dir.display(),
+                    m.source.name,
+                    m.sequence,
+                    v.key_id,
+                    m.expires_at.to_rfc3339()
+                );
+            }
+            Err(e) => {
+                println!("FAIL {}: {e}", dir.display());
+                exit = Exit::Rejected;
+            }
+        }
+    }
+    Ok(exit)
 }

@@ -1,0 +1,598 @@
+//! Test support for `etferry fetch`: a local ET-like HTTP server on 127.0.0.1 built from
+//! `../shared/corpus`, with fault switches and a request log; a tiny forward proxy; helpers to run
+//! the binary.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+
+pub fn corpus(rel: &str) -> Vec<u8> {
+    std::fs::read(Path::new(CORPUS).join(rel)).unwrap()
+}
+
+/// A fault served instead of (or on top of) the normal answer.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and a small HTML body.
+    Status(u16),
+    /// Answer with this status and `Retry-After: secs`.
+    RetryAfter(u16, u64),
+    /// Send the headers with the full Content-Length, then only this many body bytes, then reset.
+    Reset(usize),
+    /// Send the body in `chunk`-byte pieces with `delay` between them.
+    Drip { chunk: usize, delay: Duration },
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub path: String,
+    pub status: u16,
+    pub body_bytes: usize,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    files: HashMap<String, Vec<u8>>,
+    /// Per path: faults to serve, each with a remaining count.
+    faults: HashMap<String, Vec<(Fault, usize)>>,
+    log: Vec<Logged>,
+}
+
+/// The ET-like upstream.
+#[derive(Clone)]
+pub struct Server {
+    pub base: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+pub const SURI: &str = "/open/suricata-5.0/emerging.rules.tar.gz";
+pub const SNORT: &str = "/open/snort-2.9.0/emerging.rules.tar.gz";
+pub const PRO: &str = "/0123456789abcdef0123/snort-2.9.0/etpro.rules.tar.gz";
+pub const OINKCODE: &str = "0123456789abcdef0123";
+
+pub fn md5_hex(b: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(b))
+}
+
+impl Server {
+    /// Start a server holding the ET-like tree built from the corpus.
+    pub fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}/", listener.local_addr().unwrap());
+        let s = Server {
+            base,
+            inner: Arc::new(Mutex::new(Inner::default())),
+        };
+        // Suricata flavour: the real 2017 archive and its real .md5; Snort: the real 2020 archive
+        // with an md5 derived from it (SOURCES.md: none was published with that copy).
+        let suri = corpus("et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz");
+        let suri_md5 = corpus("et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz.md5");
+        s.put(SURI, suri);
+        s.put(&format!("{SURI}.md5"), suri_md5);
+        s.put("/open/suricata-5.0/version.txt", b"4548\n".to_vec());
+        let snort = corpus("et-open-snort-2.9.0-2020-03-27/emerging.rules.tar.gz");
+        s.put_archive(SNORT, snort);
+        s.put("/open/snort-2.9.0/version.txt", b"5685\n".to_vec());
+        s.put(
+            "/blockrules/emerging-botcc.rules",
+            corpus("et-blocklists/blockrules-2019-10-04/emerging-botcc.rules"),
+        );
+        s.put(
+            "/blockrules/compromised-ips.txt",
+            corpus("et-blocklists/blockrules-2019-10-04/compromised-ips.txt"),
+        );
+        s.put(
+            "/fwrules/emerging-Block-IPs.txt",
+            corpus("et-blocklists/fwrules-2020-rev5793/emerging-Block-IPs.txt"),
+        );
+        let srv = s.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let srv = srv.clone();
+                std::thread::spawn(move || srv.handle(conn));
+            }
+        });
+        s
+    }
+
+    pub fn put(&self, path: &str, body: Vec<u8>) {
+        self.inner
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_string(), body);
+    }
+
+    pub fn remove(&self, path: &str) {
+        self.inner.lock().unwrap().files.remove(path);
+    }
+
+    /// Serve an archive and its matching `.md5`.
+    pub fn put_archive(&self, path: &str, body: Vec<u8>) {
+        self.put(
+            &format!("{path}.md5"),
+            format!("{}\n", md5_hex(&body)).into_bytes(),
+        );
+        self.put(path, body);
+    }
+
+    pub fn get(&self, path: &str) -> Vec<u8> {
+        self.inner.lock().unwrap().files[path].clone()
+    }
+
+    /// Serve `fault` for the next `times` requests of `path`.
+    pub fn fault(&self, path: &str, fault: Fault, times: usize) {
+        self.inner
+            .lock()
+            .unwrap()
+            .faults
+            .entry(path.to_string())
+            .or_default()
+            .push((fault, times));
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.inner.lock().unwrap().log.clone()
+    }
+
+    pub fn clear_log(&self) {
+        self.inner.lock().unwrap().log.clear();
+    }
+
+    /// Body bytes sent for archive / rule-list paths (everything but version.txt and .md5).
+    pub fn archive_bytes_sent(&self) -> usize {
+        self.log()
+            .iter()
+            .filter(|l| !l.path.ends_with(".md5") && !l.path.ends_with("version.txt"))
+            .map(|l| l.body_bytes)
+            .sum()
+    }
+
+    pub fn requests_for(&self, path: &str) -> usize {
+        self.log().iter().filter(|l| l.path == path).count()
+    }
+
+    fn handle(&self, mut conn: TcpStream) {
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let Some((target, headers)) = read_head(&mut conn) else {
+            return;
+        };
+        let path = match target.find("://") {
+            Some(i) => {
+                let rest = &target[i + 3..];
+                rest.find('/')
+                    .map(|j| rest[j..].to_string())
+                    .unwrap_or("/".into())
+            }
+            None => target.clone(),
+        };
+        let hdr = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let (fault, body) = {
+            let mut g = self.inner.lock().unwrap();
+            let fault = match g.faults.get_mut(&path) {
+                Some(list) => {
+                    list.retain(|(_, n)| *n > 0);
+                    list.first_mut().map(|(f, n)| {
+                        *n -= 1;
+                        f.clone()
+                    })
+                }
+                None => None,
+            };
+            (fault, g.files.get(&path).cloned())
+        };
+        let log = |status: u16, body_bytes: usize| {
+            self.inner.lock().unwrap().log.push(Logged {
+                path: path.clone(),
+                status,
+                body_bytes,
+                headers: headers.clone(),
+            });
+        };
+        match (fault, body) {
+            (Some(Fault::Status(code)), _) => {
+                let b = format!("<html><body><h1>{code}</h1></body></html>\n");
+                log(code, b.len());
+                respond(&mut conn, code, &[], b.as_bytes());
+            }
+            (Some(Fault::RetryAfter(code, secs)), _) => {
+                log(code, 0);
+                respond(&mut conn, code, &[("Retry-After", secs.to_string())], b"");
+            }
+            (_, None) => {
+                let b = b"<html><body>404 Not Found</body></html>\n";
+                log(404, b.len());
+                respond(&mut conn, 404, &[], b);
+            }
+            (Some(Fault::Reset(n)), Some(body)) => {
+                log(200, n);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body[..n.min(body.len())]);
+                let _ = conn.flush();
+                // SO_LINGER 0 would send RST; dropping mid-body is enough for "connection broke".
+                drop(conn);
+            }
+            (Some(Fault::Drip { chunk, delay }), Some(body)) => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let mut sent = 0;
+                for c in body.chunks(chunk) {
+                    if conn.write_all(c).is_err() {
+                        break;
+                    }
+                    sent += c.len();
+                    std::thread::sleep(delay);
+                }
+                log(200, sent);
+            }
+            (None, Some(body)) => {
+                let etag = format!("\"{}\"", md5_hex(&body));
+                let lm = "Fri, 27 Mar 2020 22:57:00 GMT".to_string();
+                if hdr("If-None-Match").as_deref() == Some(etag.as_str()) {
+                    log(304, 0);
+                    respond(&mut conn, 304, &[("ETag", etag)], b"");
+                    return;
+                }
+                log(200, body.len());
+                respond(
+                    &mut conn,
+                    200,
+                    &[("ETag", etag), ("Last-Modified", lm)],
+                    &body,
+                );
+            }
+        }
+    }
+}
+
+fn read_head(conn: &mut TcpStream) -> Option<(String, Vec<(String, String)>)> {
+    let mut r = BufReader::new(conn.try_clone().ok()?);
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let target = line.split_whitespace().nth(1)?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).ok()? == 0 {
+            break;
+        }
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Some((target, headers))
+}
+
+fn respond(conn: &mut TcpStream, code: u16, extra: &[(&str, String)], body: &[u8]) {
+    let reason = match code {
+        200 => "OK",
+        304 => "Not Modified",
+        404 => "Not Found",
+        407 => "Proxy Authentication Required",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        _ => "Status",
+    };
+    let mut head = format!("HTTP/1.1 {code} {reason}\r\nConnection: close\r\n");
+    if code != 304 {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(body);
+    let _ = conn.flush();
+}
+
+/// A tiny HTTP forward proxy (absolute-form requests, no CONNECT) that wants basic credentials.
+pub struct Proxy {
+    pub url_with_credentials: String,
+    pub url_without_credentials: String,
+    pub forwarded: Arc<Mutex<usize>>,
+}
+
+impl Proxy {
+    pub fn start(user: &str, password: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let want = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+        let forwarded = Arc::new(Mutex::new(0usize));
+        let fw = forwarded.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let want = want.clone();
+                let fw = fw.clone();
+                std::thread::spawn(move || {
+                    let Some((target, headers)) = read_head(&mut conn) else {
+                        return;
+                    };
+                    let auth = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("Proxy-Authorization"))
+                        .map(|(_, v)| v.clone());
+                    if auth.as_deref() != Some(want.as_str()) {
+                        respond(
+                            &mut conn,
+                            407,
+                            &[("Proxy-Authenticate", "Basic realm=\"test\"".into())],
+                            b"proxy authentication required\n",
+                        );
+                        return;
+                    }
+                    let Some(rest) = target.strip_prefix("http://") else {
+                        respond(&mut conn, 400, &[], b"absolute-form only\n");
+                        return;
+                    };
+                    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    let Ok(mut up) = TcpStream::connect(host) else {
+                        respond(&mut conn, 502, &[], b"bad gateway\n");
+                        return;
+                    };
+                    *fw.lock().unwrap() += 1;
+                    let mut req = format!("GET {path} HTTP/1.1\r\n");
+                    for (k, v) in &headers {
+                        if !k.to_ascii_lowercase().starts_with("proxy-")
+                            && !k.eq_ignore_ascii_case("connection")
+                        {
+                            req.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                    }
+                    req.push_str("Connection: close\r\n\r\n");
+                    let _ = up.write_all(req.as_bytes());
+                    let mut buf = Vec::new();
+                    let _ = up.read_to_end(&mut buf);
+                    let _ = conn.write_all(&buf);
+                });
+            }
+        });
+        Proxy {
+            url_with_credentials: format!("http://{user}:{password}@{addr}"),
+            url_without_credentials: format!("http://{addr}"),
+            forwarded,
+        }
+    }
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A temp site: keys, config, spool, state.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let out = etferry(&[
+            "keygen",
+            "--out",
+            dir.path().join("keys").to_str().unwrap(),
+            "--unencrypted",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Site { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.path("spool")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    pub fn pubkey(&self) -> PathBuf {
+        self.path("keys/bundle.pub")
+    }
+
+    /// Write `fetch.yaml` with fast timeouts, given the `sources:` block and extra `http:` lines.
+    pub fn config(&self, sources: &str, http_extra: &str) -> PathBuf {
+        let text = format!(
+            "spool: spool\nstate: state\nsigning_key: keys/bundle.key\nbundle_lifetime: 14d\n\
+             keep_bundles: 30\nmin_interval: 15m\nheartbeat: true\nhttp:\n  connect_timeout: 2s\n  \
+             read_timeout: 2s\n  total_timeout: 20s\n  retries: 2\n  backoff_base: 10ms\n  \
+             backoff_max: 50ms\n{http_extra}sources:\n{sources}"
+        );
+        let p = self.path("fetch.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Standard sources against `srv`.
+    pub fn standard(&self, srv: &Server) -> PathBuf {
+        self.config(&standard_sources(srv), "")
+    }
+
+    /// `etferry fetch -c fetch.yaml --now`.
+    pub fn fetch(&self) -> Run {
+        Run(etferry(&[
+            "fetch",
+            "-c",
+            self.path("fetch.yaml").to_str().unwrap(),
+            "--now",
+        ]))
+    }
+
+    /// Published bundle directory names, sorted.
+    pub fn bundles(&self) -> Vec<String> {
+        let mut v: Vec<String> = match std::fs::read_dir(self.spool()) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => vec![],
+        };
+        v.sort();
+        v
+    }
+
+    pub fn last_report(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.state().join("last-run.json")).unwrap()).unwrap()
+    }
+
+    /// Bundles verify with `etferry verify` (exit 0).
+    pub fn verify_all(&self) {
+        let names = self.bundles();
+        let mut args = vec![
+            "verify".to_string(),
+            "--key".into(),
+            self.pubkey().to_string_lossy().into_owned(),
+        ];
+        args.extend(
+            names
+                .iter()
+                .map(|n| self.spool().join(n).to_string_lossy().into_owned()),
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = etferry(&refs);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    /// Snapshot of every file under the spool (path → bytes), to prove earlier bundles are intact.
+    pub fn spool_snapshot(&self) -> Vec<(String, Vec<u8>)> {
+        let mut v = Vec::new();
+        if self.spool().exists() {
+            for e in walkdir::WalkDir::new(self.spool()) {
+                let e = e.unwrap();
+                if e.file_type().is_file() {
+                    v.push((
+                        e.path()
+                            .strip_prefix(self.spool())
+                            .unwrap()
+                            .display()
+                            .to_string(),
+                        std::fs::read(e.path()).unwrap(),
+                    ));
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+}
+
+pub fn standard_sources(srv: &Server) -> String {
+    format!(
+        "  - ruleset: et-open\n    engine: suricata-5.0\n    base_url: {b}\n  \
+         - ruleset: et-open\n    engine: snort-2.9.0\n    base_url: {b}\n  \
+         - ruleset: et-blockrules\n    base_url: {b}\n",
+        b = srv.base
+    )
+}
+
+/// Output of one run, with helpers.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout(), self.stderr())
+    }
+}
+
+/// Run the etferry binary with no proxy settings from the environment.
+pub fn etferry(args: &[&str]) -> Output {
+    command(args).output().unwrap()
+}
+
+pub fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_etferry"));
+    c.args(args);
+    for v in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ETFERRY_LOG",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// A small real tar.gz: the first `n` rule files of the 2024 Suricata 5.0 corpus (an "upstream
+/// change" with real content).
+pub fn small_archive(n: usize) -> Vec<u8> {
+    let dir = Path::new(CORPUS).join("et-open-suricata-5.0-2024-04-21/rules");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rules"))
+        .collect();
+    names.sort();
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for name in names.iter().take(n) {
+        tar.append_path_with_name(dir.join(name), format!("rules/{name}"))
+            .unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
