@@ -80,10 +80,10 @@ fn writeln(out: &mut impl std::io::Write, s: &str) -> std::io::Result<()> {
 ///
 /// A directory contributes its `*.rules` files, an archive its `*.rules` members (named
 /// `<archive>/<member>`); a file given explicitly is parsed whatever its name.
-pub fn collect_inputs(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+pub fn collect_inputs(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<(String, Input)>> {
     let mut files = Vec::new();
     let mut seen = HashSet::new();
-    let mut push = |name: String, data: Vec<u8>, files: &mut Vec<(String, Vec<u8>)>| {
+    let mut push = |name: String, data: Input, files: &mut Vec<(String, Input)>| {
         // The same file named twice (e.g. `dir dir/x.rules`) is parsed once.
         if seen.insert(name.clone()) {
             files.push((name, data));
@@ -98,13 +98,13 @@ pub fn collect_inputs(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<(Strin
                     && is_rules_name(&entry.file_name().to_string_lossy())
                 {
                     let p = entry.path();
-                    let data = std::fs::read(p).with_context(|| format!("{}", p.display()))?;
+                    let data = Input::open(p)?;
                     push(p.display().to_string(), data, &mut files);
                 }
             }
             continue;
         }
-        let data = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        let data = Input::open(path)?;
         let name = path.display().to_string();
         match archive::detect(&name, &data) {
             Kind::Plain => push(name, data, &mut files),
@@ -113,13 +113,59 @@ pub fn collect_inputs(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<(Strin
                 for m in members {
                     let base = m.path.rsplit('/').next().unwrap_or(&m.path);
                     if is_rules_name(base) {
-                        push(format!("{name}/{}", m.path), m.data, &mut files);
+                        push(
+                            format!("{name}/{}", m.path),
+                            Input::Owned(m.data),
+                            &mut files,
+                        );
                     }
                 }
             }
         }
     }
     Ok(files)
+}
+
+/// The bytes of one input: read into memory, or mapped for large plain files.
+pub enum Input {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl Input {
+    /// Files above this size are mapped: copying hundreds of MB into a fresh buffer costs more in
+    /// page faults than parsing them.
+    const MAP_ABOVE: u64 = 4 << 20;
+
+    fn open(path: &std::path::Path) -> anyhow::Result<Input> {
+        let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("{}", path.display()))?
+            .len();
+        if len > Self::MAP_ABOVE {
+            // SAFETY: the map is read-only and private to this short-lived process; if another
+            // process truncates the file meanwhile we may read garbage or get SIGBUS, which is the
+            // accepted trade-off of grep-like tools (ripgrep maps files the same way).
+            if let Ok(m) = unsafe { memmap2::Mmap::map(&file) } {
+                return Ok(Input::Mapped(m));
+            }
+        }
+        let mut data = Vec::with_capacity(len as usize);
+        std::io::Read::read_to_end(&mut &file, &mut data)
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(Input::Owned(data))
+    }
+}
+
+impl std::ops::Deref for Input {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Input::Owned(v) => v,
+            Input::Mapped(m) => m,
+        }
+    }
 }
 
 fn is_rules_name(name: &str) -> bool {

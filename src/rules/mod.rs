@@ -282,10 +282,21 @@ pub fn parse_bytes<'a>(file: &str, data: &'a [u8], opts: &ParseOptions) -> Parse
     let parts: Vec<_> = chunks_with_lines(data, dialect)
         .into_par_iter()
         .map(|(range, first_line)| {
-            scan::parse_range(file, data, range, first_line, dialect, opts.max_rule_len)
+            let mut rules = Vec::new();
+            let errors = scan::parse_range(
+                file,
+                data,
+                range,
+                first_line,
+                dialect,
+                opts.max_rule_len,
+                true,
+                &mut |r| rules.push(r),
+            );
+            (rules, errors)
         })
         .collect();
-    let mut rules = Vec::new();
+    let mut rules = Vec::with_capacity(parts.iter().map(|(r, _)| r.len()).sum());
     let mut errors = Vec::new();
     for (r, e) in parts {
         rules.extend(r);
@@ -317,13 +328,28 @@ pub fn summarize(file: &str, data: &[u8], opts: &ParseOptions) -> FileSummary {
     let parts: Vec<FileSummary> = chunks_with_lines(data, dialect)
         .into_par_iter()
         .map(|(range, first_line)| {
-            let (rules, errors) =
-                scan::parse_range(file, data, range, first_line, dialect, opts.max_rule_len);
-            let enabled = rules.iter().filter(|r| r.enabled).count();
+            let (mut enabled, mut disabled, mut keys) = (0, 0, Vec::new());
+            let errors = scan::parse_range(
+                file,
+                data,
+                range,
+                first_line,
+                dialect,
+                opts.max_rule_len,
+                false,
+                &mut |r| {
+                    if r.enabled {
+                        enabled += 1;
+                    } else {
+                        disabled += 1;
+                    }
+                    keys.push((r.gid, r.sid));
+                },
+            );
             FileSummary {
                 enabled,
-                disabled: rules.len() - enabled,
-                keys: rules.iter().map(|r| (r.gid, r.sid)).collect(),
+                disabled,
+                keys,
                 errors,
                 dialect,
             }

@@ -30,6 +30,9 @@ pub(crate) struct Located {
     pub byte_range: Range<usize>,
     pub enabled: bool,
     pub indented: bool,
+    /// Build `options`, `references` and `metadata` (count-only callers skip them; every check
+    /// still runs).
+    pub details: bool,
 }
 
 /// If `b` starts with a known action (optionally with a scope) followed by whitespace or `(`,
@@ -95,6 +98,7 @@ pub(crate) fn parse_rule<'t>(
     loc: Located,
     dialect: Dialect,
 ) -> Result<Rule<'t>, String> {
+    let details = loc.details;
     let suricata = dialect == Dialect::Suricata || dialect == Dialect::Auto;
     let snort3 = dialect == Dialect::Snort3;
 
@@ -116,7 +120,7 @@ pub(crate) fn parse_rule<'t>(
     let (header, service) = parse_header(header_text, dialect)?;
 
     // The body ends at the last `)`; only whitespace may follow it.
-    let trimmed = text.trim_end_matches(is_blank);
+    let trimmed = text.trim_ascii_end();
     let close = match trimmed.rfind(')') {
         Some(c) if c > open => c,
         _ => return Err("missing closing `)` at the end of the rule".into()),
@@ -167,7 +171,7 @@ pub(crate) fn parse_rule<'t>(
         segments.push(&body[start..i]);
         start = i + 1;
     }
-    let tail = body[start..].trim_matches(is_blank);
+    let tail = body[start..].trim_ascii();
     if !tail.is_empty() {
         if suricata {
             return Err(format!("option `{}` has no terminating `;`", shorten(tail)));
@@ -175,18 +179,17 @@ pub(crate) fn parse_rule<'t>(
         segments.push(tail);
     }
 
-    rule.options.reserve_exact(segments.len());
+    if details {
+        rule.options.reserve_exact(segments.len());
+    }
     let (mut seen_sid, mut seen_gid, mut seen_rev) = (false, false, false);
     for seg in segments {
-        let seg = seg.trim_matches(is_blank);
+        let seg = seg.trim_ascii();
         if seg.is_empty() {
             continue;
         }
         let (name, value) = match memchr::memchr(b':', seg.as_bytes()) {
-            Some(i) => (
-                seg[..i].trim_matches(is_blank),
-                seg[i + 1..].trim_matches(is_blank),
-            ),
+            Some(i) => (seg[..i].trim_ascii(), seg[i + 1..].trim_ascii()),
             None => (seg, ""),
         };
         if name.is_empty()
@@ -233,21 +236,21 @@ pub(crate) fn parse_rule<'t>(
             "flowbits" | "xbits" if value.split(',').any(|p| p.trim() == "noalert") => {
                 rule.noalert = true;
             }
-            "reference" => {
+            "reference" if details => {
                 let (t, v) = match value.split_once(',') {
                     Some((t, v)) => (t.trim(), v.trim()),
                     None => ("", value),
                 };
                 rule.references.push((Cow::Borrowed(t), Cow::Borrowed(v)));
             }
-            "metadata" => {
+            "metadata" if details => {
                 for entry in value.split(',') {
-                    let entry = entry.trim_matches(is_blank);
+                    let entry = entry.trim_ascii();
                     if entry.is_empty() {
                         continue;
                     }
                     let (k, v) = match entry.find(is_blank) {
-                        Some(i) => (&entry[..i], entry[i..].trim_matches(is_blank)),
+                        Some(i) => (&entry[..i], entry[i..].trim_ascii()),
                         None => (entry, ""),
                     };
                     rule.metadata.push((Cow::Borrowed(k), Cow::Borrowed(v)));
@@ -283,7 +286,9 @@ fn parse_header(
             ));
         }
     }
-    let mut fields: Vec<&str> = Vec::with_capacity(6);
+    // At most 7 slots: a seventh field is already an error, so no allocation is needed.
+    let mut fields: [&str; 7] = [""; 7];
+    let mut n = 0usize;
     let mut depth = 0i32;
     let mut start: Option<usize> = None;
     // All delimiters are ASCII, so walking bytes keeps every slice on a char boundary.
@@ -301,7 +306,10 @@ fn parse_header(
             }
             b' ' | b'\t' | b'\n' | b'\r' if depth == 0 => {
                 if let Some(s) = start.take() {
-                    fields.push(&h[s..i]);
+                    if n < fields.len() {
+                        fields[n] = &h[s..i];
+                    }
+                    n += 1;
                 }
             }
             _ => {
@@ -313,9 +321,12 @@ fn parse_header(
         return Err("unbalanced `[` in the header".into());
     }
     if let Some(s) = start {
-        fields.push(&h[s..]);
+        if n < fields.len() {
+            fields[n] = &h[s..];
+        }
+        n += 1;
     }
-    match fields.len() {
+    match n {
         6 => {
             let dir = fields[3];
             if !matches!(dir, "->" | "<>" | "=>") {
