@@ -151,6 +151,7 @@ impl Out<'_, '_, '_> {
 
 /// Parse the lines in `range` of `data`; `first_line` is the line number of `range.start`.
 /// Each rule goes to `on_rule` (so count-only callers never hold them); errors are returned.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn parse_range<'a>(
     file: &str,
     data: &'a [u8],
