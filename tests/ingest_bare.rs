@@ -257,3 +257,33 @@ fn watch_takes_a_growing_file_only_once_it_is_stable() {
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(failed_reasons(&env).is_empty(), "{o:?}");
 }
+
+#[test]
+fn held_archive_is_released_with_approve_and_bad_archive_sources_are_named() {
+    let env = Env::with_config(&format!(
+        "{ACCEPT}archive_sources:\n  - match: \"hand-*.rules\"\n    ruleset: et-open\n    name: hand\n"
+    ));
+    let a = drop_file(&env, "hand-1.rules", &small_rules(3_000_000, 10));
+    assert_eq!(ingest_file(&env, &a).code, Some(0));
+    // 8 of 10 rules gone: the sanity gate holds it; the work copy waits for --approve.
+    let b = drop_file(&env, "hand-2.rules", &small_rules(3_000_000, 2));
+    let o = ingest_file(&env, &b);
+    assert!(o.stdout.contains("HELD"), "{o:?}");
+    assert_eq!(env.source_status("hand")["rules"], 10);
+    let held = env.status()["sources"][0]["held"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(held.starts_with("archive-"), "{held}");
+    let o = env.run(&["ingest", "--approve", &held]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert_eq!(env.source_status("hand")["rules"], 2);
+
+    // A typo in archive_sources is named with its key.
+    let bad = Env::with_config(&format!(
+        "{ACCEPT}archive_sources:\n  - match: \"x*\"\n    ruleset: et-open-typo\n"
+    ));
+    let o = bad.run(&["status"]);
+    assert_eq!(o.code, Some(2), "{o:?}");
+    assert!(o.stderr.contains("archive_sources[0].ruleset"), "{o:?}");
+}

@@ -570,6 +570,11 @@ impl Ingestor {
                 )))
             }
         };
+        // Taken before the work copy replaces the file (with `--approve`, `path` is in there).
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let mtime = modified
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
         if !dry {
             // The work copy is what a rerun after a crash (or `--approve`) uses.
             let tmp = self.cfg.work.join(format!(".{id}.copying"));
@@ -579,6 +584,13 @@ impl Ingestor {
                 }
                 std::fs::create_dir_all(&tmp)?;
                 std::fs::write(tmp.join(name), &bytes)?;
+                if let Some(t) = modified {
+                    // A `.rules` file's version may be its time: the work copy keeps it.
+                    std::fs::File::options()
+                        .write(true)
+                        .open(tmp.join(name))?
+                        .set_modified(t)?;
+                }
                 if let Some(t) = &md5_text {
                     std::fs::write(tmp.join(format!("{name}.md5")), t)?;
                 }
@@ -615,11 +627,6 @@ impl Ingestor {
         }
         let lower = name.to_ascii_lowercase();
         let members = if lower.ends_with(".rules") {
-            let mtime = std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs() as i64);
             vec![crate::archive::Member {
                 path: name.to_string(),
                 data: bytes,
