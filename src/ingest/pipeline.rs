@@ -195,7 +195,7 @@ impl Ingestor {
             path.to_path_buf()
         } else if path.exists() {
             return Err(crate::exit::usage(format!(
-                "{}: not a bundle directory; only signed bundles (directories with manifest.json) are ingested",
+                "{}: not a bundle directory; only signed bundles (directories with manifest.json) and, with accept_unsigned_archives, bare .tar.gz/.tgz/.zip/.rules files are ingested",
                 path.display()
             )));
         } else if work.is_dir() {
