@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod demo;
 pub mod exit;
 pub mod fetch;
 pub mod fsutil;

@@ -1,15 +1,3 @@
-//! `etferry demo`: not built yet (see its issue).
+//! `etferry demo`: the whole pipeline, offline, on the bundled ET sample (see `crate::demo`).
 
-use crate::cli::Global;
-use crate::exit::Exit;
-
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Work directory (default: the repository spool/)
-    #[arg(long)]
-    pub dir: Option<std::path::PathBuf>,
-}
-
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<Exit> {
-    anyhow::bail!("`etferry demo` is not available in this build yet")
-}
+pub use crate::demo::{run, Args};

@@ -1,7 +1,15 @@
-//! `etferry export`: not built yet (see its issue).
+//! `etferry export threatq [--resend-all] [--dry-run]`: send what the store says is pending for
+//! ThreatQ (e.g. after ThreatQ was down), or everything again for a new instance.
 
 use crate::cli::Global;
-use crate::exit::Exit;
+use crate::config::{base_dir, locate};
+use crate::exit::{usage, Exit};
+use crate::fsutil::RunLock;
+use crate::ingest::pipeline::lock_path;
+use crate::ingest::WatchConfig;
+use crate::sinks::threatq::{plan, ThreatQSink};
+use crate::sinks::{ExportOutcome, Sink};
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -10,8 +18,152 @@ pub struct Args {
     /// Send everything again (a new ThreatQ instance)
     #[arg(long)]
     pub resend_all: bool,
+    /// Show what would be sent, without sending
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<Exit> {
-    anyhow::bail!("`etferry export` is not available in this build yet")
+/// Send the pending changes to ThreatQ; exit 3 when some stay pending.
+pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
+    if args.sink != "threatq" {
+        return Err(usage(format!(
+            "unknown sink {:?}; sinks that can be exported: threatq",
+            args.sink
+        )));
+    }
+    let path = locate(g.config.as_deref(), "watch.yaml")?;
+    let cfg = WatchConfig::load(&path)?;
+    let Some(tq) = cfg.sinks.threatq.clone() else {
+        return Err(usage(format!(
+            "{}: no `sinks.threatq` configured",
+            path.display()
+        )));
+    };
+    let _lock = RunLock::acquire(&lock_path(&cfg.store))?;
+    let mut store = Store::open(&cfg.store)?;
+    let policy = cfg.export_policy();
+
+    if args.dry_run {
+        let items = if args.resend_all {
+            // Every rule as a new instance would get it: pretend nothing was confirmed.
+            let tx = store.conn().unchecked_transaction()?;
+            tx.execute("DELETE FROM exports WHERE sink = ?1", ["threatq"])?;
+            let items = store.pending_exports("threatq", &policy)?;
+            tx.rollback()?;
+            items
+        } else {
+            store.pending_exports("threatq", &policy)?
+        };
+        print_plan(&tq, &items);
+        return Ok(Exit::Ok);
+    }
+
+    let mut sink = ThreatQSink::connect(&tq, &base_dir(&path))?;
+    let mut statuses = vec![
+        policy.standard_status.as_str(),
+        policy.removed_status.as_str(),
+    ];
+    if policy.include_non_standard {
+        statuses.push(policy.non_standard_status.as_str());
+    }
+    sink.require_statuses(&statuses)?;
+    if args.resend_all {
+        // Forget what this instance confirmed; every current rule becomes pending again.
+        store
+            .conn()
+            .execute("DELETE FROM exports WHERE sink = ?1", ["threatq"])?;
+    }
+    let items = store.pending_exports("threatq", &policy)?;
+    let out = if items.is_empty() {
+        ExportOutcome::default()
+    } else {
+        sink.export(&items)?
+    };
+    store.record_export(sink.name(), &items, &out)?;
+    let st = sink.stats();
+    println!(
+        "threatq: {} changes pending, {} confirmed, {} failed (still pending); {} requests, {} signatures sent",
+        items.len(),
+        out.confirmed.len(),
+        out.failed.len(),
+        st.requests,
+        st.signatures_sent
+    );
+    for (_, why) in out.failed.iter().take(10) {
+        println!("  failed: {why}");
+    }
+    if out.failed.len() > 10 {
+        println!("  … {} more", out.failed.len() - 10);
+    }
+    Ok(if out.failed.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Partial
+    })
+}
+
+/// The dry-run summary: what would go to ThreatQ.
+pub fn print_plan(cfg: &crate::sinks::threatq::ThreatQConfig, items: &[crate::sinks::ExportItem]) {
+    let p = plan(cfg, items);
+    println!(
+        "threatq (dry run): {} changes would be sent as {} signatures in {} requests to {}",
+        items.len(),
+        p.signatures,
+        p.requests,
+        cfg.host
+    );
+    for (status, n) in &p.by_status {
+        println!("  {n} with status {status}");
+    }
+    if p.removed > 0 {
+        println!("  {} of them removed upstream", p.removed);
+    }
+    if p.changed > 0 {
+        println!(
+            "  {} changed rules whose stale attributes would be replaced",
+            p.changed
+        );
+    }
+}
+
+/// `ingest --dry-run`: what this bundle's changes would send to ThreatQ (removed rules count
+/// only if ThreatQ had them, so this is an upper bound for them).
+pub fn print_dry_run_bundle(
+    cfg: &crate::sinks::threatq::ThreatQConfig,
+    policy: &crate::store::ExportPolicy,
+    r: &crate::ingest::diff::Report,
+) {
+    let mut by_status: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut n = 0usize;
+    let mut supersede = 0usize;
+    for (list, modified) in [
+        (&r.added, false),
+        (&r.modified, true),
+        (&r.enabled_changed, false),
+    ] {
+        for e in list.iter() {
+            if e.enabled || policy.include_non_standard {
+                *by_status
+                    .entry(policy.status_for(e.enabled, false))
+                    .or_default() += 1;
+                n += 1;
+                if modified && cfg.rev_change == crate::sinks::threatq::RevChange::NewSignature {
+                    supersede += 1;
+                }
+            }
+        }
+    }
+    for _ in &r.removed {
+        *by_status.entry(policy.removed_status.as_str()).or_default() += 1;
+        n += 1;
+    }
+    let sigs = n + supersede;
+    println!(
+        "threatq (dry run): {n} changes would be sent as {sigs} signatures in {} requests to {}",
+        sigs.div_ceil(cfg.batch_size.max(1)),
+        cfg.host
+    );
+    for (status, k) in by_status {
+        println!("  {k} with status {status}");
+    }
 }

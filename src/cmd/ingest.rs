@@ -22,6 +22,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
     let cfg = WatchConfig::load(&path)?;
     let inbox = std::fs::canonicalize(&cfg.inbox).ok();
+    let threatq = cfg.sinks.threatq.clone();
+    let policy = cfg.export_policy();
     let mut ing = Ingestor::open(cfg)?;
     let mut exit = Exit::Ok;
     for b in &args.bundles {
@@ -37,6 +39,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         };
         let outcome = ing.process(b, opts)?;
         print_outcome(&outcome);
+        if let (Outcome::DryRun(r), Some(tq)) = (&outcome, &threatq) {
+            crate::cmd::export::print_dry_run_bundle(tq, &policy, r);
+        }
         exit = exit.worst(outcome.exit());
     }
     Ok(exit.worst(ing.export_exit))

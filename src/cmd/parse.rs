@@ -9,7 +9,9 @@ use serde::Serialize;
 use crate::archive::{self, Kind, Limits};
 use crate::cli::Global;
 use crate::exit::{self, Exit};
-use crate::rules::{self, Dialect, ParseOptions, ParsedFile};
+use rayon::prelude::*;
+
+use crate::rules::{self, Dialect, FileSummary, ParseOptions};
 
 /// How many errors the summary and `error_samples` show without `--errors`.
 const SAMPLE_ERRORS: usize = 10;
@@ -46,7 +48,14 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
     if files.is_empty() {
         eprintln!("etferry: warning: no .rules files found in the given paths");
     }
-    let parsed = rules::parse_many(&files, &opts);
+    // Count-only parsing: the command needs counts, identities and errors, not the rules, so
+    // memory stays bounded by the parser's chunk size instead of growing with the ruleset.
+    // Files in parallel (and each large file in chunks); results keep the input order.
+    let parsed: Vec<(String, FileSummary)> = files
+        .par_iter()
+        .map(|(name, data)| (name.clone(), rules::summarize(name, data, &opts)))
+        .collect();
+    drop(files);
     let summary = summarise(&parsed, args.errors);
 
     let mut out = std::io::stdout().lock();
@@ -156,24 +165,22 @@ fn ordered_map<S: serde::Serializer>(v: &[(String, Counts)], s: S) -> Result<S::
 
 /// Count rules, errors and duplicate identities; keep every error when `all_errors`, else the
 /// first few.
-pub fn summarise(parsed: &[ParsedFile<'_>], all_errors: bool) -> Summary {
+pub fn summarise(parsed: &[(String, FileSummary)], all_errors: bool) -> Summary {
     let mut by_file = Vec::with_capacity(parsed.len());
     let mut ids: HashMap<(u32, u32), u32> = HashMap::new();
     let mut samples = Vec::new();
     let (mut enabled, mut disabled, mut errors) = (0, 0, 0);
-    for pf in parsed {
-        let mut c = Counts::default();
-        for r in &pf.rules {
-            if r.enabled {
-                c.enabled += 1;
-            } else {
-                c.disabled += 1;
-            }
-            *ids.entry((r.gid, r.sid)).or_default() += 1;
+    for (file, fs) in parsed {
+        for &key in &fs.keys {
+            *ids.entry(key).or_default() += 1;
         }
-        c.rules = c.enabled + c.disabled;
-        c.errors = pf.errors.len();
-        for e in &pf.errors {
+        let c = Counts {
+            rules: fs.enabled + fs.disabled,
+            enabled: fs.enabled,
+            disabled: fs.disabled,
+            errors: fs.errors.len(),
+        };
+        for e in &fs.errors {
             if all_errors || samples.len() < SAMPLE_ERRORS {
                 samples.push(ErrorSample {
                     file: e.file.clone(),
@@ -185,7 +192,7 @@ pub fn summarise(parsed: &[ParsedFile<'_>], all_errors: bool) -> Summary {
         enabled += c.enabled;
         disabled += c.disabled;
         errors += c.errors;
-        by_file.push((pf.file.clone(), c));
+        by_file.push((file.clone(), c));
     }
     Summary {
         files: parsed.len(),
@@ -202,16 +209,16 @@ pub fn summarise(parsed: &[ParsedFile<'_>], all_errors: bool) -> Summary {
 fn print_text(
     out: &mut impl std::io::Write,
     s: &Summary,
-    parsed: &[ParsedFile<'_>],
+    parsed: &[(String, FileSummary)],
     all_errors: bool,
 ) -> std::io::Result<()> {
     let width = s.by_file.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
-    for ((file, c), pf) in s.by_file.iter().zip(parsed) {
+    for ((file, c), (_, fs)) in s.by_file.iter().zip(parsed) {
         writeln(
             out,
             &format!(
                 "{file:<width$}  {:>6} rules ({:>6} enabled, {:>6} disabled)  {:>4} errors  [{}]",
-                c.rules, c.enabled, c.disabled, c.errors, pf.dialect
+                c.rules, c.enabled, c.disabled, c.errors, fs.dialect
             ),
         )?;
     }

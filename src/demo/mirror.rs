@@ -109,7 +109,7 @@ fn serve(
             .unwrap_or("");
         match files.get(path) {
             Some(body) if method == "GET" || method == "HEAD" => {
-                let etag = format!("\"{}\"", hex::encode(&sha2_8(body)));
+                let etag = format!("\"{}\"", hex::encode(sha2_8(body)));
                 if if_none_match.as_deref() == Some(etag.as_str()) {
                     write!(
                         out,

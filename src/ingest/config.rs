@@ -127,7 +127,7 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields)]
 pub struct SinksConfig {
     #[serde(default)]
-    pub threatq: Option<serde_yaml::Value>,
+    pub threatq: Option<crate::sinks::threatq::ThreatQConfig>,
 }
 
 impl SinksConfig {
@@ -142,13 +142,12 @@ impl SinksConfig {
 
     /// Construct the configured sinks. The ThreatQ helper builds its sink here from its typed
     /// config; with `sinks: {}` there are none and the export stage is a no-op.
-    pub fn build(&self) -> anyhow::Result<Vec<Box<dyn crate::sinks::Sink>>> {
-        if self.threatq.is_some() {
-            return Err(usage(
-                "config key `sinks.threatq`: the ThreatQ sink is not available in this build",
-            ));
+    pub fn build(&self, policy: &ExportPolicy) -> anyhow::Result<Vec<Box<dyn crate::sinks::Sink>>> {
+        let mut v: Vec<Box<dyn crate::sinks::Sink>> = Vec::new();
+        if let Some(tq) = &self.threatq {
+            v.push(crate::sinks::threatq::build(tq, policy)?);
         }
-        Ok(Vec::new())
+        Ok(v)
     }
 }
 
@@ -202,6 +201,9 @@ impl WatchConfig {
         }
         for k in &mut c.trusted_keys {
             *k = resolve(&base, k);
+        }
+        if let Some(tq) = &mut c.sinks.threatq {
+            tq.resolve_paths(&base);
         }
         let file = path.display();
         for r in &c.rulesets {

@@ -125,7 +125,7 @@ impl Ingestor {
             );
         }
         let store = Store::open(&cfg.store)?;
-        let sinks = cfg.sinks.build()?;
+        let sinks = cfg.sinks.build(&cfg.export_policy())?;
         Ok(Ingestor {
             cfg,
             keys,

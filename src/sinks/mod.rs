@@ -2,6 +2,8 @@
 //! system of record; every other sink implements [`Sink`], and nothing is marked exported before
 //! the sink confirmed it.
 
+pub mod threatq;
+
 /// One rule as a sink receives it: the current stored version plus what it replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportItem {
