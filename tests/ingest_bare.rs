@@ -220,7 +220,7 @@ fn archive_of_a_bundle_fed_source_keeps_the_bundle_sequence_check() {
 
 #[test]
 fn watch_takes_a_growing_file_only_once_it_is_stable() {
-    let env = Env::with_config(&format!("{ACCEPT}debounce: 1s\n"));
+    let env = Env::with_config(&format!("{ACCEPT}debounce: 2s\n"));
     let archive = targz(&[
         (
             "rules/emerging-test.rules".into(),
@@ -230,7 +230,7 @@ fn watch_takes_a_growing_file_only_once_it_is_stable() {
     ]);
     let w = Watch::start(&env, &[]);
     let p = env.inbox().join("emerging.rules.tar.gz");
-    // A slow copy: a chunk every 300 ms for ~2.4 s, longer than the debounce time.
+    // A slow copy: a chunk every 300 ms for ~2.4 s, longer than the 2 s debounce time.
     let chunks: Vec<&[u8]> = archive.chunks(archive.len() / 8 + 1).collect();
     for c in &chunks {
         use std::io::Write;
@@ -264,6 +264,15 @@ fn held_archive_is_released_with_approve_and_bad_archive_sources_are_named() {
         "{ACCEPT}archive_sources:\n  - match: \"hand-*.rules\"\n    ruleset: et-open\n    name: hand\n"
     ));
     let a = drop_file(&env, "hand-1.rules", &small_rules(3_000_000, 10));
+    // A dry run shows the import and leaves the file and the store alone.
+    let o = env.run(&["ingest", "--dry-run", a.to_str().unwrap()]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(
+        o.stdout.contains("dry-run") && o.stdout.contains("added 10"),
+        "{o:?}"
+    );
+    assert!(a.exists());
+    assert_eq!(rule_count(&env), 0);
     assert_eq!(ingest_file(&env, &a).code, Some(0));
     // 8 of 10 rules gone: the sanity gate holds it; the work copy waits for --approve.
     let b = drop_file(&env, "hand-2.rules", &small_rules(3_000_000, 2));
@@ -286,4 +295,25 @@ fn held_archive_is_released_with_approve_and_bad_archive_sources_are_named() {
     let o = bad.run(&["status"]);
     assert_eq!(o.code, Some(2), "{o:?}");
     assert!(o.stderr.contains("archive_sources[0].ruleset"), "{o:?}");
+}
+
+#[test]
+fn watch_moves_a_dropped_archive_to_failed_when_the_option_is_off() {
+    let env = Env::new();
+    let archive = targz(&[
+        (
+            "rules/emerging-test.rules".into(),
+            small_rules(2_200_000, 5),
+        ),
+        ("rules/suricata-5.0-enhanced-open.txt".into(), Vec::new()),
+    ]);
+    let p = drop_file(&env, "emerging.rules.tar.gz", &archive);
+    let w = Watch::start(&env, &[]);
+    assert!(wait_for(15, || failed_reasons(&env)
+        .contains("accept_unsigned_archives: true")));
+    let o = w.terminate();
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(!p.exists());
+    assert!(o.stdout.contains("REJECTED"), "{o:?}");
+    assert_eq!(env.status()["sources"].as_array().unwrap().len(), 0);
 }
