@@ -2,7 +2,8 @@
 //!
 //! It keeps, per source, every rule with its current version and a history row per change, the
 //! indicators from the plain IP lists, the bundles with their journal, the last accepted sequence,
-//! and the per-sink export state. Storing one bundle is one transaction
+//! the last bare archive accepted per source (version and sha256, the replay protection of archives
+//! dropped by hand), and the per-sink export state. Storing one bundle is one transaction
 //! ([`Store::store_bundle`]); the same transaction moves the bundle's journal to `stored`, so a rerun
 //! after a crash either redoes the whole bundle or skips straight to the export stage.
 
