@@ -2,7 +2,8 @@
 //!
 //! It keeps, per source, every rule with its current version and a history row per change, the
 //! indicators from the plain IP lists, the bundles with their journal, the last accepted sequence,
-//! and the per-sink export state. Storing one bundle is one transaction
+//! the last bare archive accepted per source (version and sha256, the replay protection of archives
+//! dropped by hand), and the per-sink export state. Storing one bundle is one transaction
 //! ([`Store::store_bundle`]); the same transaction moves the bundle's journal to `stored`, so a rerun
 //! after a crash either redoes the whole bundle or skips straight to the export stage.
 
@@ -87,6 +88,15 @@ CREATE TABLE IF NOT EXISTS journal (
     stage TEXT NOT NULL,
     at TEXT NOT NULL,
     detail TEXT
+);
+-- bare archives dropped by hand: the replay protection a manifest's sequence gives bundles
+CREATE TABLE IF NOT EXISTS archive_imports (
+    source TEXT PRIMARY KEY,
+    version_at TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bundle TEXT NOT NULL,
+    file TEXT NOT NULL,
+    imported_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS exports (
     sink TEXT NOT NULL,
@@ -199,6 +209,19 @@ pub struct StoreBatch<'a> {
     pub indicators: Option<&'a [Indicator]>,
     /// The change report, gzipped JSON ([`gzip_json`]).
     pub report_gz: &'a [u8],
+    /// Set for a bare archive: recorded as the source's last accepted archive, in the same
+    /// transaction.
+    pub archive: Option<ArchiveImport>,
+}
+
+/// The last bare archive accepted for a source (replay protection without a manifest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveImport {
+    pub version_at: DateTime<Utc>,
+    pub sha256: String,
+    pub bundle: String,
+    /// The dropped file's name.
+    pub file: String,
 }
 
 /// Which rules a sink receives, and with which status names.
@@ -354,6 +377,25 @@ impl Store {
                         last_seen_at, lifetime_secs FROM sources WHERE name = ?1",
                 [name],
                 source_row,
+            )
+            .optional()?)
+    }
+
+    /// The last bare archive accepted for `source`, if any.
+    pub fn archive_import(&self, source: &str) -> anyhow::Result<Option<ArchiveImport>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT version_at, sha256, bundle, file FROM archive_imports WHERE source = ?1",
+                [source],
+                |r| {
+                    Ok(ArchiveImport {
+                        version_at: parse_time(&r.get::<_, String>(0)?),
+                        sha256: r.get(1)?,
+                        bundle: r.get(2)?,
+                        file: r.get(3)?,
+                    })
+                },
             )
             .optional()?)
     }
@@ -555,6 +597,23 @@ impl Store {
                     b.lifetime_secs
                 ],
             )?;
+            if let Some(a) = &b.archive {
+                tx.execute(
+                    "INSERT INTO archive_imports (source, version_at, sha256, bundle, file, imported_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (source) DO UPDATE SET version_at = excluded.version_at,
+                        sha256 = excluded.sha256, bundle = excluded.bundle, file = excluded.file,
+                        imported_at = excluded.imported_at",
+                    params![
+                        b.source,
+                        a.version_at.to_rfc3339(),
+                        a.sha256,
+                        a.bundle,
+                        a.file,
+                        now
+                    ],
+                )?;
+            }
             tx.execute(
                 "UPDATE bundles SET report = ?2 WHERE id = ?1",
                 params![b.bundle, b.report_gz],

@@ -12,7 +12,7 @@ pub struct Args {
     /// Show what would change and be sent, without storing or sending
     #[arg(long)]
     pub dry_run: bool,
-    /// Bundle directories
+    /// Bundle directories, or bare archive files (with `accept_unsigned_archives: true`)
     #[arg(required = true)]
     pub bundles: Vec<std::path::PathBuf>,
 }

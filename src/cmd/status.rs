@@ -53,6 +53,12 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
                 humantime::format_duration(std::time::Duration::from_secs(s.lifetime_secs as u64))
             ));
         }
+        // An auditor must see whether the source's current rules came from a signed bundle.
+        let archive = store.archive_import(&s.name)?;
+        let origin = match &archive {
+            Some(a) if a.bundle == s.last_bundle => crate::ingest::diff::ORIGIN_ARCHIVE,
+            _ => crate::ingest::diff::ORIGIN_BUNDLE,
+        };
         sources.push(json!({
             "name": s.name,
             "ruleset": s.ruleset,
@@ -61,6 +67,13 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             "last_bundle": s.last_bundle,
             "last_bundle_at": s.last_bundle_at.to_rfc3339(),
             "last_seen_at": s.last_seen_at.to_rfc3339(),
+            "origin": origin,
+            "last_archive": archive.as_ref().map(|a| json!({
+                "file": a.file,
+                "sha256": a.sha256,
+                "version_at": a.version_at.to_rfc3339(),
+                "bundle": a.bundle,
+            })),
             "rules": rules,
             "standard": standard,
             "non_standard": non_standard,
@@ -95,11 +108,12 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         }
         for s in &sources {
             println!(
-                "{}  {}  seq {}  last bundle {} at {}  rules {} ({} standard, {} non-standard)  indicators {}  pending exports {}  held {}",
+                "{}  {}  seq {}  last bundle {} ({}) at {}  rules {} ({} standard, {} non-standard)  indicators {}  pending exports {}  held {}",
                 s["name"].as_str().unwrap_or(""),
                 s["ruleset"].as_str().unwrap_or(""),
                 s["last_sequence"],
                 s["last_bundle"].as_str().unwrap_or(""),
+                s["origin"].as_str().unwrap_or(""),
                 s["last_bundle_at"].as_str().unwrap_or(""),
                 s["rules"],
                 s["standard"],

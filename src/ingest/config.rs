@@ -60,6 +60,12 @@ pub struct WatchConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub sinks: SinksConfig,
+    /// Take bare `.tar.gz` / `.tgz` / `.zip` / `.rules` files dropped in the inbox (no signature).
+    #[serde(default)]
+    pub accept_unsigned_archives: bool,
+    /// Maps dropped file names to sources (first match wins).
+    #[serde(default)]
+    pub archive_sources: Vec<crate::bare::ArchiveSource>,
 }
 
 /// One of the six ThreatQ status names, checked when the config is read.
@@ -219,6 +225,8 @@ impl WatchConfig {
                 "config {file}, key `trusted_keys`: require_signature is true but no trusted key is listed"
             )));
         }
+        crate::bare::validate(&c.archive_sources)
+            .map_err(|e| usage(format!("config {file}, key {e}")))?;
         if c.rescan_interval.get().is_zero() {
             return Err(usage(format!(
                 "config {file}, key `rescan_interval`: must be more than 0s"

@@ -143,6 +143,18 @@ pub struct Report {
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_reason: Option<String>,
+    /// `signed bundle` or `unsigned archive` (a bare archive dropped by hand), for auditors.
+    #[serde(default = "signed_bundle")]
+    pub origin: String,
+}
+
+/// The origin of a report from a signed (or, with `require_signature: false`, manifest) bundle.
+pub const ORIGIN_BUNDLE: &str = "signed bundle";
+/// The origin of a report from a bare archive dropped by hand.
+pub const ORIGIN_ARCHIVE: &str = "unsigned archive";
+
+fn signed_bundle() -> String {
+    ORIGIN_BUNDLE.to_string()
 }
 
 impl Report {
@@ -150,11 +162,12 @@ impl Report {
     pub fn summary(&self) -> String {
         let c = &self.counts;
         format!(
-            "{} ({} #{}): {} — added {}, removed {}, modified {}, enabled↔disabled {}, unchanged {}; \
+            "{} ({} #{}, {}): {} — added {}, removed {}, modified {}, enabled↔disabled {}, unchanged {}; \
              {} rules ({} standard, {} non-standard), {} indicators, {} duplicates, {} errors",
             self.bundle,
             self.source,
             self.sequence,
+            self.origin,
             self.outcome,
             c.added,
             c.removed,

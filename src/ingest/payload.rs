@@ -19,7 +19,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    fn to_archive(&self) -> crate::archive::Limits {
+    pub(crate) fn to_archive(&self) -> crate::archive::Limits {
         crate::archive::Limits {
             max_members: self.max_members,
             max_member_size: self.max_member_size,

@@ -89,6 +89,18 @@ pub struct Ingestor {
     _lock: RunLock,
 }
 
+/// What the stages after verification know about an import (from a manifest or a bare archive).
+struct Import {
+    source: String,
+    ruleset: String,
+    engine: Option<String>,
+    sequence: u64,
+    created_at: chrono::DateTime<Utc>,
+    lifetime: i64,
+    origin: &'static str,
+    archive: Option<crate::store::ArchiveImport>,
+}
+
 enum Stop {
     Reject(String),
     Hold(String),
@@ -139,13 +151,22 @@ impl Ingestor {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// Process one bundle directory.
+    /// Process one bundle directory, or a bare archive file (`.tar.gz`, `.tgz`, `.zip`, `.rules`).
     pub fn process(&mut self, path: &Path, opts: Options) -> anyhow::Result<Outcome> {
+        if path.is_file() && is_bare_archive(path) {
+            return self.process_archive(path, opts);
+        }
         let id = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| anyhow::anyhow!("{}: not a bundle directory", path.display()))?;
         let work = self.cfg.work.join(&id);
+        if id.starts_with("archive-") && !path.exists() && work.is_dir() {
+            // A held bare archive released with `ingest --approve <id>`: its work copy.
+            if let Some(f) = archive_in(&work) {
+                return self.process_archive(&f, opts);
+            }
+        }
         let row = self.store.bundle(&id)?;
         if !opts.dry_run {
             if let Some(row) = &row {
@@ -174,7 +195,7 @@ impl Ingestor {
             path.to_path_buf()
         } else if path.exists() {
             return Err(crate::exit::usage(format!(
-                "{}: not a bundle directory; only signed bundles (directories with manifest.json) are ingested",
+                "{}: not a bundle directory; only signed bundles (directories with manifest.json) and, with accept_unsigned_archives, bare .tar.gz/.tgz/.zip/.rules files are ingested",
                 path.display()
             )));
         } else if work.is_dir() {
@@ -288,18 +309,56 @@ impl Ingestor {
             .into_iter()
             .map(|(e, data)| (e.path, data))
             .collect();
+        let imp = Import {
+            source: m.source.name.clone(),
+            ruleset: m.source.ruleset.clone(),
+            engine: m.source.engine.clone(),
+            sequence: m.sequence,
+            created_at: m.created_at,
+            lifetime,
+            origin: diff::ORIGIN_BUNDLE,
+            archive: None,
+        };
+        self.import_payload(id, src, &imp, files, opts)
+    }
+
+    /// The stages after verification, shared by signed bundles and bare archives: archive limits,
+    /// parse, diff, sanity gate, store (one transaction), export, done.
+    fn import_payload(
+        &mut self,
+        id: &str,
+        src: &Path,
+        imp: &Import,
+        files: Vec<(String, Vec<u8>)>,
+        opts: Options,
+    ) -> Result<Outcome, Stop> {
+        let dry = opts.dry_run;
+        let j = |s: &Store, stage: &str| -> Result<(), Stop> {
+            if !dry {
+                s.journal(
+                    id,
+                    Some(&imp.source),
+                    Some(imp.sequence),
+                    stage,
+                    "in-progress",
+                    None,
+                )
+                .map_err(|e| Stop::Reject(format!("{e:#}")))?;
+            }
+            Ok(())
+        };
         let p = payload::read_members(files, &self.cfg.archive_limits())
             .map_err(|e| Stop::Reject(format!("{id}: {e}")))?;
         let (parsed, parse_errors) = payload::parse_rules(&p);
         tracing::debug!("{} rules parsed", parsed.len());
         let (rules, dups) = payload::dedupe(parsed);
-        j(&self.store, "parsed", Some(&m))?;
+        j(&self.store, "parsed")?;
         crash_point("parsed");
 
-        let old = self.store.rules_of(&m.source.name)?;
+        let old = self.store.rules_of(&imp.source)?;
         let d = diff::diff(&rules, &old);
-        let old_inds = self.store.indicator_count(&m.source.name)?;
-        j(&self.store, "diffed", Some(&m))?;
+        let old_inds = self.store.indicator_count(&imp.source)?;
+        j(&self.store, "diffed")?;
         crash_point("diffed");
 
         let new_inds = p
@@ -317,9 +376,9 @@ impl Ingestor {
         errors.extend(p.indicator_errors.iter().cloned());
         let mut report = Report {
             bundle: id.to_string(),
-            source: m.source.name.clone(),
-            ruleset: m.source.ruleset.clone(),
-            sequence: m.sequence,
+            source: imp.source.clone(),
+            ruleset: imp.ruleset.clone(),
+            sequence: imp.sequence,
             counts: d.counts,
             added: d.added,
             removed: d.removed,
@@ -345,6 +404,7 @@ impl Ingestor {
             errors,
             outcome: "stored".into(),
             held_reason: None,
+            origin: imp.origin.to_string(),
         };
         if dry {
             report.outcome = "dry-run".into();
@@ -357,8 +417,8 @@ impl Ingestor {
                 self.store
                     .journal(
                         id,
-                        Some(&m.source.name),
-                        Some(m.sequence),
+                        Some(&imp.source),
+                        Some(imp.sequence),
                         "gated",
                         "held",
                         Some(&reason),
@@ -368,7 +428,7 @@ impl Ingestor {
             }
             eprintln!("{id}: approved by the operator: {reason}");
         }
-        j(&self.store, "gated", Some(&m))?;
+        j(&self.store, "gated")?;
         crash_point("gated");
         if self.stopping() {
             return Err(Stop::Abandon);
@@ -380,24 +440,312 @@ impl Ingestor {
             .store_bundle(
                 &StoreBatch {
                     bundle: id,
-                    source: &m.source.name,
-                    ruleset: &m.source.ruleset,
-                    engine: m.source.engine.as_deref(),
-                    sequence: m.sequence,
-                    created_at: m.created_at,
-                    lifetime_secs: lifetime,
+                    source: &imp.source,
+                    ruleset: &imp.ruleset,
+                    engine: imp.engine.as_deref(),
+                    sequence: imp.sequence,
+                    created_at: imp.created_at,
+                    lifetime_secs: imp.lifetime,
                     rules: &rules,
                     removed: &d.removed_keys,
                     changes: &d.changes,
                     indicators: p.indicators.as_deref(),
                     report_gz: &report_gz,
+                    archive: imp.archive.clone(),
                 },
                 || crash_point("storing"),
             )
             .map_err(|e| Stop::Reject(format!("{id}: storing failed, nothing stored: {e:#}")))?;
         crash_point("stored");
-        self.finish(id, src, Some(&m.source.name), Some(report), opts)
+        self.finish(id, src, Some(&imp.source), Some(report), opts)
             .map_err(Stop::from)
+    }
+
+    /// A bare archive dropped by hand: its id is `archive-<sha256 prefix>`, so the same content
+    /// twice is the same import. Work, done and failed hold a directory of that id with the file.
+    fn process_archive(&mut self, path: &Path, opts: Options) -> anyhow::Result<Outcome> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        let limit = self.cfg.limits.max_total_size.0;
+        if size > limit {
+            let reason = format!(
+                "{name}: {size} bytes is larger than limits.max_total_size ({limit} bytes)"
+            );
+            return self.reject_archive(&name, path, None, &reason, opts);
+        }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let sha = {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(&bytes))
+        };
+        let id = format!("archive-{}", &sha[..16]);
+        if !self.cfg.accept_unsigned_archives {
+            let reason = format!(
+                "{name}: a bare archive, not a signed bundle, and this site does not accept unsigned archives. \
+                 To accept it, set `accept_unsigned_archives: true` in watch.yaml and, if its source cannot be \
+                 told from the archive, add an `archive_sources` entry (match: \"{name}\", ruleset: et-open, engine: …)"
+            );
+            return self.reject_archive(&name, path, Some(&id), &reason, opts);
+        }
+        let work = self.cfg.work.join(&id);
+        if !opts.dry_run {
+            if let Some(row) = self.store.bundle(&id)? {
+                if row.status == "done" {
+                    eprintln!(
+                        "{name}: the same content (sha256 {sha}) was imported before as {id}; nothing to do"
+                    );
+                    if opts.remove_source {
+                        remove_file_and_md5(path);
+                    }
+                    return Ok(Outcome::AlreadyDone);
+                }
+                if row.stage == "stored" || row.stage == "exported" {
+                    let out = self.finish(&id, &work, row.source.as_deref(), None, opts)?;
+                    if opts.remove_source {
+                        remove_file_and_md5(path);
+                    }
+                    return Ok(out);
+                }
+                if row.status == "held" && !opts.approve {
+                    if opts.remove_source && work.is_dir() {
+                        remove_file_and_md5(path);
+                    }
+                    let why = row.reason.clone().unwrap_or_default();
+                    return Ok(Outcome::Held(format!("{id} ({name}) is still held: {why}")));
+                }
+            }
+        }
+        match self.archive_stages(&id, &name, path, bytes, &sha, &work, opts) {
+            Ok(o) => {
+                if opts.remove_source && !opts.dry_run {
+                    remove_file_and_md5(path);
+                }
+                Ok(o)
+            }
+            Err(Stop::Abandon) => Ok(Outcome::Abandoned),
+            Err(Stop::Hold(reason)) => {
+                if opts.remove_source && work.is_dir() {
+                    remove_file_and_md5(path);
+                }
+                Ok(Outcome::Held(reason))
+            }
+            Err(Stop::Reject(reason)) => self.reject_archive(&name, path, Some(&id), &reason, opts),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn archive_stages(
+        &mut self,
+        id: &str,
+        name: &str,
+        path: &Path,
+        bytes: Vec<u8>,
+        sha: &str,
+        work: &Path,
+        opts: Options,
+    ) -> Result<Outcome, Stop> {
+        let dry = opts.dry_run;
+        let j = |s: &Store, stage: &str| -> Result<(), Stop> {
+            if !dry {
+                s.journal(id, None, None, stage, "in-progress", None)
+                    .map_err(|e| Stop::Reject(format!("{e:#}")))?;
+            }
+            Ok(())
+        };
+        j(&self.store, "seen")?;
+        let md5_path = md5_beside(path);
+        let md5_text = match std::fs::read(&md5_path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(Stop::Reject(format!(
+                    "{name}: cannot read {}: {e}",
+                    md5_path.display()
+                )))
+            }
+        };
+        // Taken before the work copy replaces the file (with `--approve`, `path` is in there).
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let mtime = modified
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        if !dry {
+            // The work copy is what a rerun after a crash (or `--approve`) uses.
+            let tmp = self.cfg.work.join(format!(".{id}.copying"));
+            let copy = || -> anyhow::Result<()> {
+                if tmp.exists() {
+                    std::fs::remove_dir_all(&tmp)?;
+                }
+                std::fs::create_dir_all(&tmp)?;
+                std::fs::write(tmp.join(name), &bytes)?;
+                if let Some(t) = modified {
+                    // A `.rules` file's version may be its time: the work copy keeps it.
+                    std::fs::File::options()
+                        .write(true)
+                        .open(tmp.join(name))?
+                        .set_modified(t)?;
+                }
+                if let Some(t) = &md5_text {
+                    std::fs::write(tmp.join(format!("{name}.md5")), t)?;
+                }
+                if work.exists() {
+                    std::fs::remove_dir_all(work)?;
+                }
+                std::fs::rename(&tmp, work)?;
+                Ok(())
+            };
+            copy().map_err(|e| {
+                Stop::Reject(format!("{name}: cannot copy to {}: {e:#}", work.display()))
+            })?;
+        }
+        j(&self.store, "copied")?;
+        if self.stopping() {
+            return Err(Stop::Abandon);
+        }
+        if let Some(t) = &md5_text {
+            use md5::{Digest, Md5};
+            let actual = hex::encode(Md5::digest(&bytes));
+            let Some(expected) = crate::bare::md5_token(t) else {
+                return Err(Stop::Reject(format!(
+                    "{name}: {} holds no md5 (32 hex digits); the archive's md5 is {actual}",
+                    md5_path.display()
+                )));
+            };
+            if expected != actual {
+                return Err(Stop::Reject(format!(
+                    "{name}: md5 mismatch: the archive's md5 is {actual}, {} says {expected}; \
+                     the copy is damaged or not the file the .md5 was made for",
+                    md5_path.display()
+                )));
+            }
+        }
+        let lower = name.to_ascii_lowercase();
+        let members = if lower.ends_with(".rules") {
+            vec![crate::archive::Member {
+                path: name.to_string(),
+                data: bytes,
+                mtime,
+            }]
+        } else {
+            crate::archive::read_archive(name, &bytes, &self.cfg.archive_limits().to_archive())
+                .map_err(|e| Stop::Reject(format!("{id} ({name}): archive {name}: {e}")))?
+        };
+        let who = crate::bare::attribute(name, &members, &self.cfg.archive_sources)
+            .map_err(Stop::Reject)?;
+        if !self.cfg.rulesets.contains(&who.ruleset) {
+            return Err(Stop::Reject(format!(
+                "{name}: ruleset {} ({}) is not imported here (rulesets: {}); add it to `rulesets` in the config to accept it",
+                who.ruleset,
+                who.how,
+                self.cfg.rulesets.join(", ")
+            )));
+        }
+        let Some(version) = crate::bare::archive_version(&members) else {
+            return Err(Stop::Reject(format!(
+                "{name}: cannot tell its version: no updated_at/created_at in its rules and no member times"
+            )));
+        };
+        let basis = match version.basis {
+            crate::bare::VersionBasis::RuleMetadata => "newest rule metadata date",
+            crate::bare::VersionBasis::MemberMtime => "newest member time",
+        };
+        if let Some(last) = self.store.archive_import(&who.name)? {
+            if last.sha256 == sha {
+                // Same content under another id cannot happen (the id is the hash); say so anyway.
+                eprintln!(
+                    "{name}: the same content as {} ({}); nothing to do",
+                    last.bundle, last.file
+                );
+                return Ok(Outcome::AlreadyDone);
+            }
+            if version.at < last.version_at {
+                return Err(Stop::Reject(format!(
+                    "{name}: older than the last archive accepted for source {}: version {} ({basis}) is before {} ({}, {}): a replay or rollback",
+                    who.name,
+                    version.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    last.version_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    last.file,
+                    last.bundle
+                )));
+            }
+        }
+        let existing = self.store.source(&who.name)?;
+        eprintln!(
+            "{name}: unsigned archive attributed to source {} by {}; version {} ({basis})",
+            who.name,
+            who.how,
+            version.at.format("%Y-%m-%d")
+        );
+        let imp = Import {
+            source: who.name.clone(),
+            ruleset: who.ruleset.clone(),
+            engine: who.engine.clone(),
+            // The bundle sequence of a source also fed by signed bundles stays where it is.
+            sequence: existing.as_ref().map_or(0, |s| s.last_sequence),
+            created_at: version.at,
+            lifetime: existing.as_ref().map_or(0, |s| s.lifetime_secs),
+            origin: diff::ORIGIN_ARCHIVE,
+            archive: Some(crate::store::ArchiveImport {
+                version_at: version.at,
+                sha256: sha.to_string(),
+                bundle: id.to_string(),
+                file: name.to_string(),
+            }),
+        };
+        j(&self.store, "verified")?;
+        let files = members.into_iter().map(|m| (m.path, m.data)).collect();
+        self.import_payload(id, work, &imp, files, opts)
+    }
+
+    /// Reject a bare archive: `failed/<id or name>/` gets the file (moved out of the inbox, else
+    /// copied) and `.reason.txt` says why.
+    fn reject_archive(
+        &mut self,
+        name: &str,
+        path: &Path,
+        id: Option<&str>,
+        reason: &str,
+        opts: Options,
+    ) -> anyhow::Result<Outcome> {
+        if opts.dry_run {
+            return Ok(Outcome::Rejected(reason.to_string()));
+        }
+        let key = id.unwrap_or(name);
+        std::fs::create_dir_all(&self.cfg.failed)?;
+        let dest = self.cfg.failed.join(key);
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest)?;
+        }
+        let work = self.cfg.work.join(key);
+        if id.is_some() && work.is_dir() {
+            std::fs::rename(&work, &dest)?;
+        } else {
+            std::fs::create_dir_all(&dest)?;
+            std::fs::copy(path, dest.join(name))
+                .with_context(|| format!("cannot copy {} to {}", path.display(), dest.display()))?;
+            let md5 = md5_beside(path);
+            if md5.is_file() {
+                std::fs::copy(&md5, dest.join(format!("{name}.md5")))?;
+            }
+        }
+        if opts.remove_source {
+            remove_file_and_md5(path);
+        }
+        crate::fsutil::atomic_write(
+            &self.cfg.failed.join(format!("{key}.reason.txt")),
+            format!("{reason}\n").as_bytes(),
+        )?;
+        if let Some(id) = id {
+            self.store
+                .journal(id, None, None, "rejected", "rejected", Some(reason))?;
+        }
+        Ok(Outcome::Rejected(reason.to_string()))
     }
 
     /// Verify signature, manifest and files; an unsigned bundle only when signatures are not
@@ -542,6 +890,44 @@ pub fn lock_path(store: &Path) -> PathBuf {
     let mut s = store.as_os_str().to_owned();
     s.push(".lock");
     PathBuf::from(s)
+}
+
+/// A file the pipeline takes as a bare archive (by name; the content is checked later).
+pub fn is_bare_archive(p: &Path) -> bool {
+    let n = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    !n.starts_with('.')
+        && [".tar.gz", ".tgz", ".zip", ".rules"]
+            .iter()
+            .any(|e| n.ends_with(e))
+}
+
+/// The bare archive inside a work directory.
+fn archive_in(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.is_file() && is_bare_archive(p))
+}
+
+/// `<file>.md5` beside a dropped archive.
+pub fn md5_beside(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".md5");
+    PathBuf::from(s)
+}
+
+fn remove_file_and_md5(p: &Path) {
+    for f in [p.to_path_buf(), md5_beside(p)] {
+        if f.exists() {
+            if let Err(e) = std::fs::remove_file(&f) {
+                tracing::warn!("cannot remove {} from the inbox: {e}", f.display());
+            }
+        }
+    }
 }
 
 fn remove_dir(p: &Path) {

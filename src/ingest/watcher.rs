@@ -1,6 +1,8 @@
 //! `etferry watch`: notify events plus a periodic rescan of the inbox (removable and network
 //! mounts may send no events). A bundle is taken only when its manifest and signature exist and
-//! every listed file has its listed size, unchanged for the debounce time.
+//! every listed file has its listed size, unchanged for the debounce time. A bare archive file
+//! (`.tar.gz`, `.tgz`, `.zip`, `.rules`) is taken once its size, time and `.md5` held still for
+//! the debounce time.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::config::WatchConfig;
-use super::pipeline::{Ingestor, Options, Outcome};
+use super::pipeline::{is_bare_archive, md5_beside, Ingestor, Options, Outcome};
 use crate::bundle::{Manifest, MANIFEST, SIGNATURE};
 use crate::exit::{exit_for, Exit};
 
@@ -68,6 +70,41 @@ fn inbox_dirs(inbox: &Path) -> Vec<PathBuf> {
     // Sequence order within a source: ids end in the 8-digit sequence.
     v.sort();
     v
+}
+
+/// Bare archive files in the inbox (`.tar.gz`, `.tgz`, `.zip`, `.rules`; hidden names skipped).
+fn inbox_archives(inbox: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(inbox) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .map(|e| e.path())
+            .filter(|p| is_bare_archive(p))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// A dropped file (and its `.md5`) as it looks now: a copy still running changes size or time.
+fn file_fingerprint(p: &Path) -> Option<Fingerprint> {
+    let mut fp = Vec::new();
+    for (i, f) in [p.to_path_buf(), md5_beside(p)].iter().enumerate() {
+        match std::fs::metadata(f) {
+            Ok(m) => {
+                let t = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                fp.push((format!("{i}:{t}"), m.len()));
+            }
+            Err(_) if i == 1 => {}
+            Err(_) => return None,
+        }
+    }
+    Some(Fingerprint(fp))
 }
 
 /// Run until `stop` is set (SIGTERM / SIGINT). Returns `Ok` then.
@@ -132,10 +169,22 @@ pub fn watch(cfg: WatchConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Exit> {
         }
         dirty = false;
         let dirs = inbox_dirs(&cfg.inbox);
-        candidates.retain(|p, _| dirs.contains(p));
+        let files = inbox_archives(&cfg.inbox);
+        candidates.retain(|p, _| dirs.contains(p) || files.contains(p));
         let mut ready = Vec::new();
-        for d in dirs {
-            match fingerprint(&d, cfg.require_signature) {
+        let seen: Vec<(PathBuf, Option<Fingerprint>)> = dirs
+            .into_iter()
+            .map(|d| {
+                let fp = fingerprint(&d, cfg.require_signature);
+                (d, fp)
+            })
+            .chain(files.into_iter().map(|f| {
+                let fp = file_fingerprint(&f);
+                (f, fp)
+            }))
+            .collect();
+        for (d, fp) in seen {
+            match fp {
                 None => {
                     candidates.remove(&d);
                 }
