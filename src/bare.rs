@@ -38,13 +38,7 @@ pub struct Attribution {
 }
 
 /// Catalog ids a dropped archive may be attributed to.
-pub const RULESETS: [&str; 5] = [
-    "et-open",
-    "et-open-nogpl",
-    "et-pro",
-    "et-blockrules",
-    "custom",
-];
+pub use crate::ingest::config::RULESETS;
 
 /// The default source name for a ruleset and engine, as the fetcher names them.
 pub fn source_name(ruleset: &str, engine: Option<&str>) -> String {

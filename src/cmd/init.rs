@@ -12,22 +12,8 @@ use crate::cli::Global;
 use crate::exit::{usage, Exit};
 
 /// The statuses ThreatQ offers for signatures (and the connector offered).
-pub const STATUSES: [&str; 6] = [
-    "Active",
-    "Expired",
-    "Inactive",
-    "Non-Malicious",
-    "Review",
-    "Whitelisted",
-];
-
-const RULESETS: [&str; 5] = [
-    "et-open",
-    "et-open-nogpl",
-    "et-pro",
-    "et-blockrules",
-    "custom",
-];
+pub use crate::ingest::config::STATUSES;
+use crate::ingest::config::RULESETS;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
