@@ -11,9 +11,9 @@ use anyhow::Context;
 use crate::cli::Global;
 use crate::exit::{usage, Exit};
 
+use crate::ingest::config::RULESETS;
 /// The statuses ThreatQ offers for signatures (and the connector offered).
 pub use crate::ingest::config::STATUSES;
-use crate::ingest::config::RULESETS;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
