@@ -1,10 +1,10 @@
-//! ExportItems from real ET rule files, for the sink tests. A small option splitter (quotes and
-//! backslash escapes respected) is enough for msg, sid, rev, gid, classtype, reference, metadata;
-//! the product's parser lives in `src/rules/`.
+//! ExportItems from real ET rule files, for the sink tests, built with the product's own parser
+//! (`etferry::rules`), so the tests see exactly the fields the pipeline would store.
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use etferry::rules::{self, ParseOptions, Rule};
 use etferry::sinks::ExportItem;
 
 pub const SURICATA_5: &str = concat!(
@@ -12,128 +12,43 @@ pub const SURICATA_5: &str = concat!(
     "/../shared/corpus/et-open-suricata-5.0-2024-04-21/rules"
 );
 
-/// Split the option body `msg:"a\;b"; sid:1;` into (key, value) pairs.
-fn options(body: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_q = false;
-    let mut esc = false;
-    let chars: Vec<char> = body.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if esc {
-            cur.push(c);
-            esc = false;
-            continue;
-        }
-        // A quote closes a value only before `;` (ET has `pcre:"/^["']?post/Ri"`).
-        let closes = || {
-            chars[i + 1..]
-                .iter()
-                .find(|c| !c.is_whitespace())
-                .is_none_or(|c| *c == ';')
-        };
-        match c {
-            '\\' => {
-                cur.push(c);
-                esc = true;
-            }
-            '"' if !in_q => {
-                cur.push(c);
-                in_q = true;
-            }
-            '"' if closes() => {
-                cur.push(c);
-                in_q = false;
-            }
-            ';' if !in_q => {
-                let t = cur.trim();
-                if !t.is_empty() {
-                    let (k, v) = t.split_once(':').unwrap_or((t, ""));
-                    out.push((k.trim().to_string(), v.trim().to_string()));
-                }
-                cur.clear();
-            }
-            _ => cur.push(c),
-        }
-    }
-    out
-}
-
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    let s = s
-        .strip_prefix('"')
-        .and_then(|x| x.strip_suffix('"'))
-        .unwrap_or(s);
-    let mut out = String::new();
-    let mut esc = false;
-    for c in s.chars() {
-        if esc {
-            out.push(c);
-            esc = false;
-        } else if c == '\\' {
-            esc = true;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// One rule line (enabled or `#`-disabled) → ExportItem; `None` for comments.
-pub fn item_from_line(line: &str, file: &str, engine: &str) -> Option<ExportItem> {
-    let t = line.trim();
-    let enabled = !t.starts_with('#');
-    let text = t.trim_start_matches(|c: char| c == '#' || c.is_whitespace());
-    let action = text.split_whitespace().next()?;
-    if !matches!(action, "alert" | "drop" | "pass" | "reject") || !text.ends_with(')') {
-        return None;
-    }
-    let open = text.find('(')?;
-    let opts = options(&text[open + 1..text.len() - 1]);
-    let get = |k: &str| opts.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
-    let sid: u32 = get("sid")?.parse().ok()?;
-    let rev: u32 = get("rev").and_then(|r| r.parse().ok()).unwrap_or(1);
-    let gid: u32 = get("gid").and_then(|r| r.parse().ok()).unwrap_or(1);
-    let mut references = Vec::new();
-    let mut metadata = Vec::new();
-    for (k, v) in &opts {
-        match k.as_str() {
-            "reference" => {
-                if let Some((a, b)) = v.split_once(',') {
-                    references.push((a.trim().to_string(), b.trim().to_string()));
-                }
-            }
-            "metadata" => {
-                for e in v.split(',') {
-                    let e = e.trim();
-                    if let Some((a, b)) = e.split_once(' ') {
-                        metadata.push((a.trim().to_string(), b.trim().to_string()));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    Some(ExportItem {
+/// One parsed rule → the ExportItem a sink would be given for it.
+fn item_from_rule(r: &Rule<'_>, file: &str, engine: &str) -> ExportItem {
+    let pairs = |v: &[(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)]| {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    };
+    ExportItem {
         source: format!("et-open-{engine}"),
         ruleset: "et-open".into(),
         engine: Some(engine.into()),
-        gid,
-        sid,
-        rev,
-        msg: get("msg").map(|m| unquote(&m)).unwrap_or_default(),
-        text: text.to_string(),
-        enabled,
+        gid: r.gid,
+        sid: r.sid,
+        rev: r.rev,
+        msg: r.msg.to_string(),
+        text: r.text.to_string(),
+        enabled: r.enabled,
         removed: false,
-        status: if enabled { "Active" } else { "Review" }.into(),
-        classtype: get("classtype"),
+        status: if r.enabled { "Active" } else { "Review" }.into(),
+        classtype: r.classtype.as_deref().map(String::from),
         file: file.to_string(),
-        references,
-        metadata,
+        references: pairs(&r.references),
+        metadata: pairs(&r.metadata),
         previous_rev: None,
         previous_text: None,
-    })
+    }
+}
+
+/// Every rule of one rules file's bytes, in file order.
+fn items_from_bytes(data: &[u8], name: &str, engine: &str) -> Vec<ExportItem> {
+    let parsed = rules::parse_bytes(name, data, &ParseOptions::default());
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    parsed
+        .rules
+        .iter()
+        .map(|r| item_from_rule(r, name, engine))
+        .collect()
 }
 
 /// Every rule of every `.rules` file under `dir`, sorted by file then line.
@@ -150,22 +65,15 @@ pub fn load_dir(dir: &str, engine: &str) -> Vec<ExportItem> {
             "rules/{}",
             Path::new(&f).file_name().unwrap().to_string_lossy()
         );
-        let text = std::fs::read_to_string(&f).unwrap();
-        out.extend(
-            text.lines()
-                .filter_map(|l| item_from_line(l, &name, engine)),
-        );
+        out.extend(items_from_bytes(&std::fs::read(&f).unwrap(), &name, engine));
     }
     out
 }
 
 /// Items a sink is given for one file only.
 pub fn load_file(dir: &str, file: &str, engine: &str) -> Vec<ExportItem> {
-    let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
-    let name = format!("rules/{file}");
-    text.lines()
-        .filter_map(|l| item_from_line(l, &name, engine))
-        .collect()
+    let data = std::fs::read(format!("{dir}/{file}")).unwrap();
+    items_from_bytes(&data, &format!("rules/{file}"), engine)
 }
 
 /// What the store would hand the sink after `prev` was confirmed and `cur` arrived: added,
