@@ -276,13 +276,21 @@ fn resolve(dialect: Dialect, data: &[u8]) -> Dialect {
     }
 }
 
-/// Parse one file's bytes.
-pub fn parse_bytes<'a>(file: &str, data: &'a [u8], opts: &ParseOptions) -> ParsedFile<'a> {
-    let dialect = resolve(opts.dialect, data);
-    let parts: Vec<_> = chunks_with_lines(data, dialect)
+/// Parse every chunk of `data` in parallel; each chunk folds its rules into a fresh `T` (so
+/// count-only callers never hold the rules). Results are in chunk order.
+fn parse_chunks<'a, T: Send>(
+    file: &str,
+    data: &'a [u8],
+    dialect: Dialect,
+    opts: &ParseOptions,
+    details: bool,
+    init: impl Fn() -> T + Sync,
+    add: impl Fn(&mut T, Rule<'a>) + Sync,
+) -> Vec<(T, Vec<RuleError>)> {
+    chunks_with_lines(data, dialect)
         .into_par_iter()
         .map(|(range, first_line)| {
-            let mut rules = Vec::new();
+            let mut acc = init();
             let errors = scan::parse_range(
                 file,
                 data,
@@ -290,12 +298,18 @@ pub fn parse_bytes<'a>(file: &str, data: &'a [u8], opts: &ParseOptions) -> Parse
                 first_line,
                 dialect,
                 opts.max_rule_len,
-                true,
-                &mut |r| rules.push(r),
+                details,
+                &mut |r| add(&mut acc, r),
             );
-            (rules, errors)
+            (acc, errors)
         })
-        .collect();
+        .collect()
+}
+
+/// Parse one file's bytes.
+pub fn parse_bytes<'a>(file: &str, data: &'a [u8], opts: &ParseOptions) -> ParsedFile<'a> {
+    let dialect = resolve(opts.dialect, data);
+    let parts = parse_chunks(file, data, dialect, opts, true, Vec::new, |v, r| v.push(r));
     let mut rules = Vec::with_capacity(parts.iter().map(|(r, _)| r.len()).sum());
     let mut errors = Vec::new();
     for (r, e) in parts {
@@ -325,45 +339,34 @@ pub struct FileSummary {
 /// proportional to the input rather than to the parsed rules.
 pub fn summarize(file: &str, data: &[u8], opts: &ParseOptions) -> FileSummary {
     let dialect = resolve(opts.dialect, data);
-    let parts: Vec<FileSummary> = chunks_with_lines(data, dialect)
-        .into_par_iter()
-        .map(|(range, first_line)| {
-            let (mut enabled, mut disabled, mut keys) = (0, 0, Vec::new());
-            let errors = scan::parse_range(
-                file,
-                data,
-                range,
-                first_line,
-                dialect,
-                opts.max_rule_len,
-                false,
-                &mut |r| {
-                    if r.enabled {
-                        enabled += 1;
-                    } else {
-                        disabled += 1;
-                    }
-                    keys.push((r.gid, r.sid));
-                },
-            );
-            FileSummary {
-                enabled,
-                disabled,
-                keys,
-                errors,
-                dialect,
+    let parts = parse_chunks(
+        file,
+        data,
+        dialect,
+        opts,
+        false,
+        || FileSummary {
+            dialect,
+            ..Default::default()
+        },
+        |s, r| {
+            if r.enabled {
+                s.enabled += 1;
+            } else {
+                s.disabled += 1;
             }
-        })
-        .collect();
+            s.keys.push((r.gid, r.sid));
+        },
+    );
     let mut out = FileSummary {
         dialect,
         ..Default::default()
     };
-    for p in parts {
+    for (p, errors) in parts {
         out.enabled += p.enabled;
         out.disabled += p.disabled;
         out.keys.extend(p.keys);
-        out.errors.extend(p.errors);
+        out.errors.extend(errors);
     }
     out
 }
