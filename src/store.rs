@@ -234,6 +234,15 @@ pub struct ExportPolicy {
 }
 
 impl ExportPolicy {
+    /// Every status this policy can hand a sink (a sink must know each of them).
+    pub fn statuses_in_use(&self) -> Vec<&str> {
+        let mut v = vec![self.standard_status.as_str(), self.removed_status.as_str()];
+        if self.include_non_standard {
+            v.push(self.non_standard_status.as_str());
+        }
+        v
+    }
+
     /// The status a rule gets from its class.
     pub fn status_for(&self, enabled: bool, removed: bool) -> &str {
         if removed {

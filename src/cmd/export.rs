@@ -59,14 +59,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     }
 
     let mut sink = ThreatQSink::connect(&tq, &base_dir(&path))?;
-    let mut statuses = vec![
-        policy.standard_status.as_str(),
-        policy.removed_status.as_str(),
-    ];
-    if policy.include_non_standard {
-        statuses.push(policy.non_standard_status.as_str());
-    }
-    sink.require_statuses(&statuses)?;
+    sink.require_statuses(&policy.statuses_in_use())?;
     if args.resend_all {
         // Forget what this instance confirmed; every current rule becomes pending again.
         store

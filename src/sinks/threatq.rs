@@ -938,14 +938,7 @@ pub fn build(
 ) -> anyhow::Result<Box<dyn Sink>> {
     match ThreatQSink::connect(cfg, Path::new(".")) {
         Ok(sink) => {
-            let mut statuses = vec![
-                policy.standard_status.as_str(),
-                policy.removed_status.as_str(),
-            ];
-            if policy.include_non_standard {
-                statuses.push(policy.non_standard_status.as_str());
-            }
-            sink.require_statuses(&statuses)?;
+            sink.require_statuses(&policy.statuses_in_use())?;
             Ok(Box::new(sink))
         }
         Err(e) if crate::exit::exit_for(&e) == crate::exit::Exit::Usage => Err(e),
