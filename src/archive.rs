@@ -125,10 +125,24 @@ pub fn read_archive(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Vec<Member>, ArchiveError> {
+    let mut members = Vec::new();
+    for_each_member(name, bytes, limits, &mut |m| members.push(m))?;
+    Ok(members)
+}
+
+/// Like [`read_archive`], but hands each member to `f` as soon as it is read, so a caller that
+/// processes members one by one never holds the whole decompressed archive. An error can come
+/// after some members were handed over: the caller must discard what it made of them.
+pub fn for_each_member(
+    name: &str,
+    bytes: &[u8],
+    limits: &Limits,
+    f: &mut dyn FnMut(Member),
+) -> Result<(), ArchiveError> {
     match detect(name, bytes) {
-        Kind::TarGz => read_tar_gz(name, bytes, limits),
-        Kind::Zip => read_zip(name, bytes, limits),
-        Kind::Plain => read_plain(name, bytes, limits),
+        Kind::TarGz => read_tar_gz(name, bytes, limits, f),
+        Kind::Zip => read_zip(name, bytes, limits, f),
+        Kind::Plain => read_plain(name, bytes, limits, f),
     }
 }
 
@@ -140,7 +154,12 @@ fn err(archive: &str, member: Option<&str>, kind: ArchiveErrorKind) -> ArchiveEr
     }
 }
 
-fn read_plain(name: &str, bytes: &[u8], limits: &Limits) -> Result<Vec<Member>, ArchiveError> {
+fn read_plain(
+    name: &str,
+    bytes: &[u8],
+    limits: &Limits,
+    f: &mut dyn FnMut(Member),
+) -> Result<(), ArchiveError> {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name).to_string();
     if bytes.len() as u64 > limits.max_member_size {
         return Err(err(
@@ -151,11 +170,12 @@ fn read_plain(name: &str, bytes: &[u8], limits: &Limits) -> Result<Vec<Member>, 
             },
         ));
     }
-    Ok(vec![Member {
+    f(Member {
         path: base,
         data: bytes.to_vec(),
         mtime: None,
-    }])
+    });
+    Ok(())
 }
 
 /// Check a member path and return it normalised (`./` prefixes and empty components removed).
@@ -247,7 +267,12 @@ fn gzip_kind(e: &io::Error) -> ArchiveErrorKind {
     }
 }
 
-fn read_tar_gz(name: &str, bytes: &[u8], limits: &Limits) -> Result<Vec<Member>, ArchiveError> {
+fn read_tar_gz(
+    name: &str,
+    bytes: &[u8],
+    limits: &Limits,
+    f: &mut dyn FnMut(Member),
+) -> Result<(), ArchiveError> {
     let counter = Counter {
         total: Cell::new(0),
         limit: limits.max_total_size,
@@ -259,7 +284,7 @@ fn read_tar_gz(name: &str, bytes: &[u8], limits: &Limits) -> Result<Vec<Member>,
         counter: &counter,
     };
     let mut archive = tar::Archive::new(reader);
-    let members = read_tar_entries(name, &mut archive, &counter, limits)?;
+    read_tar_entries(name, &mut archive, &counter, limits, f)?;
 
     // After the tar end marker the gzip stream may still hold padding; read it to its end so the
     // CRC and length trailer are checked and a truncated download cannot pass as complete.
@@ -267,7 +292,7 @@ fn read_tar_gz(name: &str, bytes: &[u8], limits: &Limits) -> Result<Vec<Member>,
     if let Err(e) = io::copy(&mut rest, &mut io::sink()) {
         return Err(err(name, None, stream_error(&counter, limits, &e)));
     }
-    Ok(members)
+    Ok(())
 }
 
 fn read_tar_entries<R: Read>(
@@ -275,8 +300,8 @@ fn read_tar_entries<R: Read>(
     archive: &mut tar::Archive<Counted<'_, R>>,
     counter: &Counter,
     limits: &Limits,
-) -> Result<Vec<Member>, ArchiveError> {
-    let mut members = Vec::new();
+    f: &mut dyn FnMut(Member),
+) -> Result<(), ArchiveError> {
     let mut seen = HashSet::new();
     let mut count = 0usize;
     let entries = archive
@@ -382,12 +407,17 @@ fn read_tar_entries<R: Read>(
                 )),
             ));
         }
-        members.push(Member { path, data, mtime });
+        f(Member { path, data, mtime });
     }
-    Ok(members)
+    Ok(())
 }
 
-fn read_zip(name: &str, bytes: &[u8], limits: &Limits) -> Result<Vec<Member>, ArchiveError> {
+fn read_zip(
+    name: &str,
+    bytes: &[u8],
+    limits: &Limits,
+    f: &mut dyn FnMut(Member),
+) -> Result<(), ArchiveError> {
     let corrupt = |member: Option<&str>, e: &dyn std::fmt::Display| {
         err(name, member, ArchiveErrorKind::CorruptZip(e.to_string()))
     };
@@ -401,7 +431,6 @@ fn read_zip(name: &str, bytes: &[u8], limits: &Limits) -> Result<Vec<Member>, Ar
             },
         ));
     }
-    let mut members = Vec::new();
     let mut seen = HashSet::new();
     let mut total = 0u64;
     for i in 0..zip.len() {
@@ -488,9 +517,9 @@ fn read_zip(name: &str, bytes: &[u8], limits: &Limits) -> Result<Vec<Member>, Ar
                 ),
             ));
         }
-        members.push(Member { path, data, mtime });
+        f(Member { path, data, mtime });
     }
-    Ok(members)
+    Ok(())
 }
 
 fn zip_time(t: zip::DateTime) -> Option<i64> {

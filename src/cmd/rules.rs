@@ -1,6 +1,8 @@
 //! `etferry rules`: query the rules in the store.
 
-use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Value};
 
 use crate::cli::Global;
 use crate::exit::{usage, Exit};
@@ -41,16 +43,13 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let store = Store::open(&cfg.store)?;
     let mut st = store.conn().prepare(
         "SELECT r.source, s.ruleset, r.gid, r.sid, r.rev, r.msg, r.enabled, r.removed, r.file,
-                r.category, r.classtype, r.text
+                r.category, r.classtype
          FROM rules r JOIN sources s ON s.name = r.source
          WHERE (?1 IS NULL OR r.sid = ?1)
-           AND (?2 IS NULL OR instr(lower(r.text), lower(?2)) > 0)
          ORDER BY r.source, r.gid, r.sid",
     )?;
-    let mut rows = st.query(rusqlite::params![args.sid, args.grep])?;
-    let mut out = Vec::new();
-    let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(stdout.lock());
+    let mut rows = st.query(rusqlite::params![args.sid])?;
+    let mut found = Vec::new();
     while let Some(r) = rows.next()? {
         let enabled: bool = r.get(6)?;
         let removed: bool = r.get(7)?;
@@ -58,7 +57,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         if args.status.as_deref().is_some_and(|s| s != status) {
             continue;
         }
-        let v = json!({
+        found.push(json!({
             "source": r.get::<_, String>(0)?,
             "ruleset": r.get::<_, String>(1)?,
             "gid": r.get::<_, u32>(2)?,
@@ -72,8 +71,38 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             "file": r.get::<_, String>(8)?,
             "category": r.get::<_, Option<String>>(9)?,
             "classtype": r.get::<_, Option<String>>(10)?,
-            "text": r.get::<_, String>(11)?,
-        });
+        }));
+    }
+    // Texts live in each source's stored payload: read them back per source, in one parse each.
+    let mut keys: BTreeMap<String, Vec<(u32, u32)>> = BTreeMap::new();
+    for v in &found {
+        let key = (num(&v["gid"]), num(&v["sid"]));
+        keys.entry(str_of(&v["source"]).to_string())
+            .or_default()
+            .push(key);
+    }
+    let mut texts = HashMap::new();
+    for (source, ks) in &keys {
+        for (k, t) in store.texts(source, ks)? {
+            texts.insert((source.clone(), k), t);
+        }
+    }
+    let needle = args.grep.as_deref().map(str::to_lowercase);
+    let mut out = Vec::new();
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    for mut v in found {
+        let key = (
+            str_of(&v["source"]).to_string(),
+            (num(&v["gid"]), num(&v["sid"])),
+        );
+        let text = texts.remove(&key).unwrap_or_default();
+        if let Some(n) = &needle {
+            if !text.to_lowercase().contains(n) && !str_of(&v["msg"]).to_lowercase().contains(n) {
+                continue;
+            }
+        }
+        v["text"] = json!(text);
         if args.json {
             out.push(v);
         } else {
@@ -83,11 +112,11 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
                 v["gid"],
                 v["sid"],
                 v["rev"],
-                v["class"].as_str().unwrap_or(""),
-                v["status"].as_str().unwrap_or(""),
-                v["msg"].as_str().unwrap_or(""),
-                v["source"].as_str().unwrap_or(""),
-                v["file"].as_str().unwrap_or("")
+                str_of(&v["class"]),
+                str_of(&v["status"]),
+                str_of(&v["msg"]),
+                str_of(&v["source"]),
+                str_of(&v["file"])
             )?;
         }
     }
@@ -100,4 +129,12 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     }
     w.flush()?;
     Ok(Exit::Ok)
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+fn num(v: &Value) -> u32 {
+    v.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
 }

@@ -41,15 +41,18 @@ pub struct Diff {
     pub removed: Vec<Entry>,
     pub modified: Vec<Entry>,
     pub enabled_changed: Vec<Entry>,
-    /// History kind per (gid, sid) for what the store must write.
+    /// History kind per (gid, sid) for what the store must write (`new` for a rule the store
+    /// never held).
     pub changes: HashMap<(u32, u32), &'static str>,
     /// (gid, sid) that disappeared.
     pub removed_keys: Vec<(u32, u32)>,
+    /// Unchanged rules now in another rules file (not a change to report, but the row's file).
+    pub moved: HashSet<(u32, u32)>,
     /// Rules in the store before (not counting removed ones).
     pub before: u64,
 }
 
-fn entry(r: &NewRule<'_>, previous_rev: Option<u32>) -> Entry {
+fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
     Entry {
         gid: r.gid,
         sid: r.sid,
@@ -63,7 +66,7 @@ fn entry(r: &NewRule<'_>, previous_rev: Option<u32>) -> Entry {
 }
 
 /// Compare the new, deduplicated rules of a source with what the store holds for it.
-pub fn diff(new: &[NewRule<'_>], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
+pub fn diff(new: &[NewRule], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
     let mut d = Diff {
         before: old.values().filter(|o| !o.removed).count() as u64,
         ..Diff::default()
@@ -76,7 +79,7 @@ pub fn diff(new: &[NewRule<'_>], old: &HashMap<(u32, u32), StoredRule>) -> Diff 
             None => {
                 d.counts.added += 1;
                 d.added.push(entry(r, None));
-                d.changes.insert(key, "added");
+                d.changes.insert(key, "new");
             }
             Some(o) if o.removed => {
                 d.counts.added += 1;
@@ -93,7 +96,12 @@ pub fn diff(new: &[NewRule<'_>], old: &HashMap<(u32, u32), StoredRule>) -> Diff 
                 d.enabled_changed.push(entry(r, None));
                 d.changes.insert(key, "enabled_changed");
             }
-            Some(_) => d.counts.unchanged += 1,
+            Some(o) => {
+                d.counts.unchanged += 1;
+                if o.file != *r.file {
+                    d.moved.insert(key);
+                }
+            }
         }
     }
     let mut removed: Vec<_> = old

@@ -3,8 +3,11 @@
 //!
 //! The only place ingest touches the parser and the archive reader, so their API stays in one spot.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
@@ -33,11 +36,14 @@ impl Limits {
 #[error("{0}")]
 pub struct PayloadError(pub String);
 
-/// The payload's rules files (kept in memory; parsed rules borrow from them) and IP lists.
+/// What a payload holds, parsed: the rules (without their text, which stays in the payload the
+/// store keeps) and the indicators.
 #[derive(Debug, Default)]
-pub struct Members {
-    /// `(path, bytes)` of every rules file, archive members named by their member path.
-    pub rule_files: Vec<(String, Vec<u8>)>,
+pub struct Parsed {
+    /// Every rule, in payload order (file by file, line by line), duplicates included.
+    pub rules: Vec<NewRule>,
+    /// Per-rule parse errors (`file:line: reason`).
+    pub errors: Vec<String>,
     /// Indicators from the IP lists; `None` when the payload has no IP list.
     pub indicators: Option<Vec<Indicator>>,
     /// Problems in IP lists (`file:line: reason`).
@@ -50,86 +56,142 @@ pub fn is_ip_list(path: &str) -> bool {
     name == "emerging-Block-IPs.txt" || name == "compromised-ips.txt"
 }
 
-/// Open the payload files (archives in memory, with `limits`): keep the rules files, turn the IP
-/// lists into indicators. Other members are dropped at once to keep memory low.
-pub fn read_members(
-    files: Vec<(String, Vec<u8>)>,
+fn is_archive(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".tar.gz") || lower.ends_with(".tgz") || lower.ends_with(".zip")
+}
+
+/// Hand every member of the payload files (archives opened in memory with `limits`; other files
+/// as they are) to `f` in payload order, as each is read, with its index in that order.
+fn for_each_member<'d>(
+    files: &'d [(String, Vec<u8>)],
     limits: &Limits,
-) -> Result<Members, PayloadError> {
-    let mut m = Members::default();
-    let mut lists: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut take = |path: String, data: Vec<u8>, m: &mut Members| {
-        if path.ends_with(".rules") {
-            m.rule_files.push((path, data));
-        } else if is_ip_list(&path) {
-            lists.push((path, data));
-        }
-    };
+    f: &mut dyn FnMut(usize, String, Cow<'d, [u8]>),
+) -> Result<(), PayloadError> {
+    let mut n = 0;
     for (name, data) in files {
-        let lower = name.to_ascii_lowercase();
-        if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") || lower.ends_with(".zip") {
-            let read = crate::archive::read_archive(&name, &data, &limits.to_archive())
-                .map_err(|e| PayloadError(format!("archive {name}: {e}")))?;
-            drop(data);
-            for mem in read {
-                take(mem.path, mem.data, &mut m);
-            }
+        if is_archive(name) {
+            crate::archive::for_each_member(name, data, &limits.to_archive(), &mut |m| {
+                f(n, m.path, Cow::Owned(m.data));
+                n += 1;
+            })
+            .map_err(|e| PayloadError(format!("archive {name}: {e}")))?;
         } else {
-            take(name, data, &mut m);
+            f(n, name.clone(), Cow::Borrowed(data));
+            n += 1;
         }
+    }
+    Ok(())
+}
+
+/// Open the payload files and parse their rules files in parallel while the archive is still
+/// being decompressed; each member is dropped as soon as it is parsed, so the whole decompressed
+/// payload is never in memory at once. IP lists become indicators.
+pub fn parse_payload(files: &[(String, Vec<u8>)], limits: &Limits) -> Result<Parsed, PayloadError> {
+    type Done = (usize, Vec<NewRule>, Vec<String>);
+    let opts = crate::rules::ParseOptions::default();
+    let done: Mutex<Vec<Done>> = Mutex::new(Vec::new());
+    let mut lists: Vec<(String, Vec<u8>)> = Vec::new();
+    let read = rayon::scope(|scope| {
+        for_each_member(files, limits, &mut |i, path, data| {
+            if path.ends_with(".rules") {
+                let (opts, done) = (&opts, &done);
+                scope.spawn(move |_| {
+                    let file: Arc<str> = Arc::from(path.as_str());
+                    // Each chunk turns its rules into NewRules (text hashed) as it parses them.
+                    let (parts, errors, _) =
+                        crate::rules::fold_lean(&path, &data, opts, Vec::new, |v, r| {
+                            v.push(new_rule(&r, &file))
+                        });
+                    drop(data);
+                    let rules = parts.into_iter().flatten().collect();
+                    let errors = errors.iter().map(|e| e.to_string()).collect();
+                    if let Ok(mut d) = done.lock() {
+                        d.push((i, rules, errors));
+                    }
+                });
+            } else if is_ip_list(&path) {
+                lists.push((path, data.into_owned()));
+            }
+        })
+    });
+    read?;
+    let mut done = done
+        .into_inner()
+        .map_err(|_| PayloadError("a parser thread panicked".into()))?;
+    done.sort_by_key(|d| d.0);
+    let mut p = Parsed::default();
+    for (_, rules, errors) in done {
+        p.rules.extend(rules);
+        p.errors.extend(errors);
     }
     if !lists.is_empty() {
         let mut inds = Vec::new();
         for (path, data) in &lists {
-            parse_ip_list(path, data, &mut inds, &mut m.indicator_errors);
+            parse_ip_list(path, data, &mut inds, &mut p.indicator_errors);
         }
-        m.indicators = Some(inds);
+        p.indicators = Some(inds);
     }
-    Ok(m)
+    Ok(p)
 }
 
-/// Parse every rules file in parallel. Rules come back in file order, borrowing from `m`, with the
-/// per-rule errors (`file:line: reason`).
-pub fn parse_rules(m: &Members) -> (Vec<NewRule<'_>>, Vec<String>) {
+fn new_rule(r: &crate::rules::Rule<'_>, file: &Arc<str>) -> NewRule {
+    NewRule {
+        gid: r.gid,
+        sid: r.sid,
+        rev: r.rev,
+        hash: text_hash(&r.text),
+        msg: r.msg.to_string(),
+        enabled: r.enabled,
+        classtype: r.classtype.as_ref().map(|c| c.to_string()),
+        category: r.category().map(str::to_string),
+        file: file.clone(),
+        line: r.file_line,
+    }
+}
+
+/// The texts of the rules `want` in a payload the store kept, with the same choice among
+/// duplicates as ingest (highest rev, first on a tie). `only_files` limits the parse to those
+/// rules files (a fast path; the caller checks the text hashes and retries without it).
+pub fn rule_texts(
+    files: &[(String, Vec<u8>)],
+    want: &HashSet<(u32, u32)>,
+    only_files: Option<&HashSet<String>>,
+) -> Result<HashMap<(u32, u32), String>, PayloadError> {
+    let unlimited = Limits {
+        max_members: usize::MAX,
+        max_member_size: u64::MAX,
+        max_total_size: u64::MAX,
+    };
+    let mut members = Vec::new();
+    for_each_member(files, &unlimited, &mut |i, path, data| {
+        let wanted = only_files.is_none_or(|f| f.contains(&path));
+        if path.ends_with(".rules") && wanted {
+            members.push((i, path, data));
+        }
+    })?;
     let opts = crate::rules::ParseOptions::default();
-    // One file at a time per thread, so the parser's per-rule option lists of only the files in
-    // flight are in memory.
-    let per_file: Vec<(Vec<NewRule<'_>>, Vec<String>)> = m
-        .rule_files
+    let per_member: Vec<Vec<(u32, u32, u32, String)>> = members
         .par_iter()
-        .map(|(path, data)| {
-            let pf = crate::rules::parse_bytes(path, data, &opts);
-            let errors = pf.errors.iter().map(|e| e.to_string()).collect();
-            let rules = pf
-                .rules
-                .into_iter()
-                .map(|r| {
-                    let category = r.category().map(str::to_string);
-                    NewRule {
-                        gid: r.gid,
-                        sid: r.sid,
-                        rev: r.rev,
-                        hash: text_hash(&r.text),
-                        msg: r.msg,
-                        text: r.text,
-                        enabled: r.enabled,
-                        classtype: r.classtype,
-                        category,
-                        file: path.as_str(),
-                        line: r.file_line,
-                    }
-                })
-                .collect();
-            (rules, errors)
+        .map(|(_, path, data)| {
+            let (parts, _, _) = crate::rules::fold_lean(path, data, &opts, Vec::new, |v, r| {
+                if want.contains(&(r.gid, r.sid)) {
+                    v.push((r.gid, r.sid, r.rev, r.text.into_owned()));
+                }
+            });
+            parts.into_iter().flatten().collect()
         })
         .collect();
-    let mut rules = Vec::new();
-    let mut errors = Vec::new();
-    for (r, e) in per_file {
-        rules.extend(r);
-        errors.extend(e);
+    let mut best: HashMap<(u32, u32), (u32, String)> = HashMap::with_capacity(want.len());
+    for (gid, sid, rev, text) in per_member.into_iter().flatten() {
+        match best.get(&(gid, sid)) {
+            Some((r, _)) if *r >= rev => {}
+            _ => {
+                best.insert((gid, sid), (rev, text));
+            }
+        }
     }
-    (rules, errors)
+    Ok(best.into_iter().map(|(k, (_, t))| (k, t)).collect())
 }
 
 /// (key, value) pairs in order.
@@ -202,7 +264,7 @@ fn classify_ip(s: &str) -> Option<&'static str> {
 
 /// Keep one rule per (gid, sid): the highest numeric rev (first wins on a tie). Returns the kept
 /// rules in input order and the dropped duplicates.
-pub fn dedupe(rules: Vec<NewRule<'_>>) -> (Vec<NewRule<'_>>, Vec<NewRule<'_>>) {
+pub fn dedupe(rules: Vec<NewRule>) -> (Vec<NewRule>, Vec<NewRule>) {
     let mut best: HashMap<(u32, u32), usize> = HashMap::with_capacity(rules.len());
     for (i, r) in rules.iter().enumerate() {
         match best.get(&(r.gid, r.sid)) {

@@ -347,11 +347,11 @@ impl Ingestor {
             }
             Ok(())
         };
-        let p = payload::read_members(files, &self.cfg.archive_limits())
+        let p = payload::parse_payload(&files, &self.cfg.archive_limits())
             .map_err(|e| Stop::Reject(format!("{id}: {e}")))?;
-        let (parsed, parse_errors) = payload::parse_rules(&p);
-        tracing::debug!("{} rules parsed", parsed.len());
-        let (rules, dups) = payload::dedupe(parsed);
+        tracing::debug!("{} rules parsed", p.rules.len());
+        let parse_errors = p.errors;
+        let (rules, dups) = payload::dedupe(p.rules);
         j(&self.store, "parsed")?;
         crash_point("parsed");
 
@@ -449,6 +449,8 @@ impl Ingestor {
                     rules: &rules,
                     removed: &d.removed_keys,
                     changes: &d.changes,
+                    moved: &d.moved,
+                    payload: &files,
                     indicators: p.indicators.as_deref(),
                     report_gz: &report_gz,
                     archive: imp.archive.clone(),

@@ -335,38 +335,47 @@ pub struct FileSummary {
     pub dialect: Dialect,
 }
 
+/// Parse `data` chunk by chunk in parallel without the per-rule details (option list, references,
+/// metadata: validated, not kept), folding each chunk's rules into a fresh `T`. For callers that
+/// keep a few fields per rule, so memory stays proportional to what they keep.
+pub fn fold_lean<'a, T: Send>(
+    file: &str,
+    data: &'a [u8],
+    opts: &ParseOptions,
+    init: impl Fn() -> T + Sync,
+    add: impl Fn(&mut T, Rule<'a>) + Sync,
+) -> (Vec<T>, Vec<RuleError>, Dialect) {
+    let dialect = resolve(opts.dialect, data);
+    let parts = parse_chunks(file, data, dialect, opts, false, init, add);
+    let mut out = Vec::with_capacity(parts.len());
+    let mut errors = Vec::new();
+    for (t, e) in parts {
+        out.push(t);
+        errors.extend(e);
+    }
+    (out, errors, dialect)
+}
+
 /// Parse `data` chunk by chunk in parallel and keep only counts, keys and errors, so memory stays
 /// proportional to the input rather than to the parsed rules.
 pub fn summarize(file: &str, data: &[u8], opts: &ParseOptions) -> FileSummary {
-    let dialect = resolve(opts.dialect, data);
-    let parts = parse_chunks(
-        file,
-        data,
-        dialect,
-        opts,
-        false,
-        || FileSummary {
-            dialect,
-            ..Default::default()
-        },
-        |s, r| {
-            if r.enabled {
-                s.enabled += 1;
-            } else {
-                s.disabled += 1;
-            }
-            s.keys.push((r.gid, r.sid));
-        },
-    );
+    let (parts, errors, dialect) = fold_lean(file, data, opts, FileSummary::default, |s, r| {
+        if r.enabled {
+            s.enabled += 1;
+        } else {
+            s.disabled += 1;
+        }
+        s.keys.push((r.gid, r.sid));
+    });
     let mut out = FileSummary {
         dialect,
+        errors,
         ..Default::default()
     };
-    for (p, errors) in parts {
+    for p in parts {
         out.enabled += p.enabled;
         out.disabled += p.disabled;
         out.keys.extend(p.keys);
-        out.errors.extend(errors);
     }
     out
 }

@@ -258,8 +258,10 @@ pub(crate) fn parse_rule<'t>(
             }
             _ => {}
         }
-        rule.options
-            .push((Cow::Borrowed(name), Cow::Borrowed(value)));
+        if details {
+            rule.options
+                .push((Cow::Borrowed(name), Cow::Borrowed(value)));
+        }
     }
     if !seen_sid {
         return Err("missing required option sid".into());
