@@ -221,8 +221,6 @@ pub struct StoreBatch<'a> {
     pub moved: &'a std::collections::HashSet<(u32, u32)>,
     /// `None`: the bundle carried no IP list, keep the old indicators.
     pub indicators: Option<&'a [Indicator]>,
-    /// The change report, gzipped JSON ([`gzip_json`]).
-    pub report_gz: &'a [u8],
     /// The verified payload files `(name, bytes)` as they arrived: they replace the source's
     /// stored payload, which is where rule texts are read from.
     pub payload: &'a [(String, Vec<u8>)],
@@ -329,11 +327,11 @@ impl Store {
         };
         match v {
             None => {
-                conn.execute_batch(SCHEMA).with_context(ctx)?;
-                conn.execute(
-                    "INSERT INTO schema_version (version) VALUES (?1)",
-                    [SCHEMA_VERSION],
-                )
+                // One transaction: a new store gets its whole schema or none of it (and one
+                // sync instead of one per table).
+                conn.execute_batch(&format!(
+                    "BEGIN;\n{SCHEMA}\nINSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});\nCOMMIT;"
+                ))
                 .with_context(ctx)?;
             }
             Some(v) if v == SCHEMA_VERSION => {}
@@ -532,10 +530,13 @@ impl Store {
     }
 
     /// Store one bundle's rules, indicators, history and sequence in one transaction, and move its
-    /// journal to `stored`. `crash_hook` runs just before the commit (test hook for kill -9).
+    /// journal to `stored`. `report_gz` gives the change report as gzipped JSON ([`gzip_json`]);
+    /// it is called last, so it can be made while the rules are written. `crash_hook` runs just
+    /// before the commit (test hook for kill -9).
     pub fn store_bundle(
         &mut self,
         b: &StoreBatch<'_>,
+        report_gz: impl FnOnce() -> anyhow::Result<Vec<u8>>,
         crash_hook: impl Fn(),
     ) -> anyhow::Result<()> {
         let tx = self.conn.transaction()?;
@@ -550,16 +551,6 @@ impl Store {
                     .map(|(k, _)| *k),
             );
             let old_texts = texts_in(&tx, b.source, &need)?;
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO rules (source, gid, sid, rev, msg, text, text_hash, enabled, removed,
-                                    classtype, category, file, bundle)
-                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, 0, ?8, ?9, ?10, ?11)
-                 ON CONFLICT (source, gid, sid) DO UPDATE SET
-                    rev = excluded.rev, msg = excluded.msg, text = NULL,
-                    text_hash = excluded.text_hash, enabled = excluded.enabled, removed = 0,
-                    classtype = excluded.classtype, category = excluded.category,
-                    file = excluded.file, bundle = excluded.bundle",
-            )?;
             let mut hist = tx.prepare_cached(
                 "INSERT INTO rule_history (source, gid, sid, bundle, change, rev, enabled, text_hash,
                                            previous_text)
@@ -569,6 +560,7 @@ impl Store {
             // all over, which matters for a full ruleset.
             let mut order: Vec<&NewRule> = b.rules.iter().collect();
             order.sort_unstable_by_key(|r| (r.gid, r.sid));
+            let mut rows: Vec<&NewRule> = Vec::new();
             for r in order {
                 // Unchanged rules keep their row: only what changed is written, and a rule whose
                 // rules file changed (no report entry) gets its row's file updated.
@@ -593,19 +585,10 @@ impl Store {
                     None if b.moved.contains(&(r.gid, r.sid)) => {}
                     None => continue,
                 }
-                upsert.execute(params![
-                    b.source,
-                    r.gid,
-                    r.sid,
-                    r.rev,
-                    r.msg,
-                    r.hash,
-                    r.enabled,
-                    r.classtype,
-                    r.category,
-                    &*r.file,
-                    b.bundle,
-                ])?;
+                rows.push(r);
+            }
+            for chunk in rows.chunks(UPSERT_BATCH) {
+                upsert_rules(&tx, b, chunk)?;
             }
             let mut remove = tx.prepare_cached(
                 "UPDATE rules SET removed = 1, bundle = ?4, text = ?5
@@ -683,7 +666,7 @@ impl Store {
             }
             tx.execute(
                 "UPDATE bundles SET report = ?2 WHERE id = ?1",
-                params![b.bundle, b.report_gz],
+                params![b.bundle, report_gz()?],
             )?;
             journal_in(
                 &tx,
@@ -861,6 +844,43 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Rows per INSERT statement when a bundle's rules are written: one statement per rule spends
+/// more time starting and finishing statements than inserting.
+const UPSERT_BATCH: usize = 64;
+
+/// Insert or update the rows of `rules` (at most [`UPSERT_BATCH`]) with one statement.
+fn upsert_rules(tx: &Connection, b: &StoreBatch<'_>, rules: &[&NewRule]) -> anyhow::Result<()> {
+    const COLS: usize = 11;
+    let values = vec!["(?, ?, ?, ?, ?, NULL, ?, ?, 0, ?, ?, ?, ?)"; rules.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO rules (source, gid, sid, rev, msg, text, text_hash, enabled, removed,
+                            classtype, category, file, bundle)
+         VALUES {values}
+         ON CONFLICT (source, gid, sid) DO UPDATE SET
+            rev = excluded.rev, msg = excluded.msg, text = NULL,
+            text_hash = excluded.text_hash, enabled = excluded.enabled, removed = 0,
+            classtype = excluded.classtype, category = excluded.category,
+            file = excluded.file, bundle = excluded.bundle"
+    );
+    let mut st = tx.prepare_cached(&sql)?;
+    for (i, r) in rules.iter().enumerate() {
+        let at = i * COLS;
+        st.raw_bind_parameter(at + 1, b.source)?;
+        st.raw_bind_parameter(at + 2, r.gid)?;
+        st.raw_bind_parameter(at + 3, r.sid)?;
+        st.raw_bind_parameter(at + 4, r.rev)?;
+        st.raw_bind_parameter(at + 5, &r.msg)?;
+        st.raw_bind_parameter(at + 6, &r.hash)?;
+        st.raw_bind_parameter(at + 7, r.enabled)?;
+        st.raw_bind_parameter(at + 8, &r.classtype)?;
+        st.raw_bind_parameter(at + 9, &r.category)?;
+        st.raw_bind_parameter(at + 10, &*r.file)?;
+        st.raw_bind_parameter(at + 11, b.bundle)?;
+    }
+    st.raw_execute()?;
+    Ok(())
 }
 
 /// A rule whose text is to be read back from its source's payload.

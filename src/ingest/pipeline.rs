@@ -434,30 +434,37 @@ impl Ingestor {
             return Err(Stop::Abandon);
         }
 
-        // Gzipped as it is serialised: a full ruleset's report is several MB of JSON.
-        let report_gz = crate::store::gzip_json(&report)?;
-        self.store
-            .store_bundle(
-                &StoreBatch {
-                    bundle: id,
-                    source: &imp.source,
-                    ruleset: &imp.ruleset,
-                    engine: imp.engine.as_deref(),
-                    sequence: imp.sequence,
-                    created_at: imp.created_at,
-                    lifetime_secs: imp.lifetime,
-                    rules: &rules,
-                    removed: &d.removed_keys,
-                    changes: &d.changes,
-                    moved: &d.moved,
-                    payload: &files,
-                    indicators: p.indicators.as_deref(),
-                    report_gz: &report_gz,
-                    archive: imp.archive.clone(),
+        let batch = StoreBatch {
+            bundle: id,
+            source: &imp.source,
+            ruleset: &imp.ruleset,
+            engine: imp.engine.as_deref(),
+            sequence: imp.sequence,
+            created_at: imp.created_at,
+            lifetime_secs: imp.lifetime,
+            rules: &rules,
+            removed: &d.removed_keys,
+            changes: &d.changes,
+            moved: &d.moved,
+            payload: &files,
+            indicators: p.indicators.as_deref(),
+            archive: imp.archive.clone(),
+        };
+        let store = &mut self.store;
+        // A full ruleset's report is several MB of JSON: it is gzipped on another core while
+        // the rules are written, and joined just before the commit.
+        std::thread::scope(|s| {
+            let gz = s.spawn(|| crate::store::gzip_json(&report));
+            store.store_bundle(
+                &batch,
+                || {
+                    gz.join()
+                        .map_err(|_| anyhow::anyhow!("the report thread panicked"))?
                 },
                 || crash_point("storing"),
             )
-            .map_err(|e| Stop::Reject(format!("{id}: storing failed, nothing stored: {e:#}")))?;
+        })
+        .map_err(|e| Stop::Reject(format!("{id}: storing failed, nothing stored: {e:#}")))?;
         crash_point("stored");
         self.finish(id, src, Some(&imp.source), Some(report), opts)
             .map_err(Stop::from)
