@@ -92,6 +92,8 @@ pub fn read_members(
 /// per-rule errors (`file:line: reason`).
 pub fn parse_rules(m: &Members) -> (Vec<NewRule<'_>>, Vec<String>) {
     let opts = crate::rules::ParseOptions::default();
+    let total: u64 = m.rule_files.iter().map(|(_, d)| d.len() as u64).sum();
+    let bar = crate::progress::bytes(Some(total), "parsing rules");
     // One file at a time per thread, so the parser's per-rule option lists of only the files in
     // flight are in memory.
     let per_file: Vec<(Vec<NewRule<'_>>, Vec<String>)> = m
@@ -99,6 +101,7 @@ pub fn parse_rules(m: &Members) -> (Vec<NewRule<'_>>, Vec<String>) {
         .par_iter()
         .map(|(path, data)| {
             let pf = crate::rules::parse_bytes(path, data, &opts);
+            bar.inc(data.len() as u64);
             let errors = pf.errors.iter().map(|e| e.to_string()).collect();
             let rules = pf
                 .rules
