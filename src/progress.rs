@@ -35,11 +35,7 @@ pub fn enable(on: bool) {
 /// Decide from the process's own stderr and environment (for `cli::main`).
 pub fn enable_for_this_process(json_logs: bool) {
     let ci = std::env::var("CI").ok();
-    enable(wanted(
-        io::stderr().is_terminal(),
-        ci.as_deref(),
-        json_logs,
-    ));
+    enable(wanted(io::stderr().is_terminal(), ci.as_deref(), json_logs));
 }
 
 fn enabled() -> bool {

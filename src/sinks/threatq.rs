@@ -602,7 +602,9 @@ impl Api {
             "timed out (sinks.threatq.timeout)".to_string()
         } else if refused || lower.contains("connection refused") {
             "connection refused (is ThreatQ running on that host and port?)".to_string()
-        } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+        } else if lower.contains("certificate")
+            || lower.contains("tls")
+            || lower.contains("handshake")
         {
             "TLS error (for an internal CA or a self-signed ThreatQ set sinks.threatq.ca_bundle)"
                 .to_string()
@@ -696,7 +698,9 @@ impl Api {
                     self.bump(|s| s.retries += 1);
                     std::thread::sleep(backoff(&self.retry, attempt, hint));
                 }
-                Verdict::Reauth | Verdict::Fail if status.as_u16() == 400 || status.as_u16() == 401 => {
+                Verdict::Reauth | Verdict::Fail
+                    if status.as_u16() == 400 || status.as_u16() == 401 =>
+                {
                     let advice = if what == "log in" {
                         "login refused: check client_id, e-mail and password".to_string()
                     } else {
@@ -709,7 +713,7 @@ impl Api {
                         self.email,
                         self.client_id,
                         self.excerpt(&text)
-                    )))
+                    )));
                 }
                 _ => {
                     return Err(CallError::Failed(format!(
