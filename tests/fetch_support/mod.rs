@@ -281,7 +281,9 @@ impl Server {
 }
 
 /// Method, request target and headers of a request.
-fn read_head(conn: &mut TcpStream) -> Option<(String, String, Vec<(String, String)>)> {
+type Head = (String, String, Vec<(String, String)>);
+
+fn read_head(conn: &mut TcpStream) -> Option<Head> {
     let mut r = BufReader::new(conn.try_clone().ok()?);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
