@@ -38,11 +38,14 @@ fn check_online(config: &std::path::Path) -> ingest_support::Output {
         .env_remove("CI")
         .output()
         .unwrap();
-    ingest_support::Output {
+    let o = ingest_support::Output {
         code: o.status.code(),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    };
+    // Shown with --nocapture or on failure.
+    println!("exit {:?}\n{}{}", o.code, o.stdout, o.stderr);
+    o
 }
 
 /// A port nothing listens on.

@@ -62,8 +62,8 @@ fn role_of(path: &Path) -> anyhow::Result<Role> {
 /// The offline check; with `online`, then the connection checks. An offline problem is an `Err`;
 /// online failures are printed (naming the file and the source or sink) and give the exit code.
 fn check(path: &Path, online: bool) -> anyhow::Result<Exit> {
-    crate::config::warn_if_world_readable(path);
     match role_of(path)? {
+        // FetchConfig::load warns about a world-readable file itself.
         Role::Fetch => {
             let cfg = FetchConfig::load(path)?;
             println!(
@@ -76,6 +76,7 @@ fn check(path: &Path, online: bool) -> anyhow::Result<Exit> {
             }
         }
         Role::Watch => {
+            crate::config::warn_if_world_readable(path);
             let cfg = WatchConfig::load(path)?;
             let sinks = cfg.sinks.names();
             println!(
