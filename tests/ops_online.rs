@@ -333,3 +333,32 @@ fn unreachable_upstream_port_names_the_connection_error() {
     );
     assert!(o.stderr.contains(&dead), "{}", o.stderr);
 }
+
+#[test]
+fn server_refusing_head_gets_a_one_byte_ranged_get_instead() {
+    let srv = Server::start();
+    let md5 = format!("{SURI}.md5");
+    srv.fault(&md5, fetch_support::Fault::Status(405), 1);
+    let site = Site::new();
+    site.config(
+        &format!(
+            "  - ruleset: et-open\n    engine: suricata-5.0\n    base_url: {}\n",
+            srv.base
+        ),
+        "",
+    );
+    let o = check_online(&site.path("fetch.yaml"));
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(o.stdout.contains(".md5: HTTP 200"), "{}", o.stdout);
+    let log = srv.log();
+    let methods: Vec<(&str, u16)> = log.iter().map(|l| (l.method.as_str(), l.status)).collect();
+    assert_eq!(methods, [("HEAD", 405), ("GET", 200)], "{log:?}");
+    assert!(
+        log[1]
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("range") && v == "bytes=0-0"),
+        "{log:?}"
+    );
+    assert!(log.iter().all(|l| l.path == md5), "{log:?}");
+}
