@@ -362,3 +362,45 @@ fn server_refusing_head_gets_a_one_byte_ranged_get_instead() {
     );
     assert!(log.iter().all(|l| l.path == md5), "{log:?}");
 }
+
+/// A TCP server that answers every connection with `reply` (or, when empty, never answers).
+fn raw_server(reply: &'static [u8]) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            if !reply.is_empty() {
+                let _ = c.write_all(reply);
+            }
+            held.push(c);
+        }
+    });
+    addr.to_string()
+}
+
+#[test]
+fn https_to_a_server_without_tls_names_a_tls_error_and_exits_3() {
+    let addr = raw_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    let env = watch_env(&format!("https://{addr}"), PASSWORD);
+    let o = check_online(&env.config);
+    assert_eq!(o.code, Some(3), "{o:?}");
+    assert!(o.stderr.contains("TLS error"), "{}", o.stderr);
+    assert!(o.stderr.contains("ca_bundle"), "{}", o.stderr);
+    no_secret(&o, &[PASSWORD]);
+}
+
+#[test]
+fn threatq_that_never_answers_is_a_timeout_and_exits_3() {
+    let addr = raw_server(b"");
+    let env = watch_env(&format!("http://{addr}"), PASSWORD);
+    let o = check_online(&env.config);
+    assert_eq!(o.code, Some(3), "{o:?}");
+    assert!(o.stderr.contains("timed out"), "{}", o.stderr);
+    assert!(o.stderr.contains(&addr), "{}", o.stderr);
+    no_secret(&o, &[PASSWORD]);
+}

@@ -602,10 +602,18 @@ impl Api {
             "timed out (sinks.threatq.timeout)".to_string()
         } else if refused || lower.contains("connection refused") {
             "connection refused (is ThreatQ running on that host and port?)".to_string()
-        } else if lower.contains("certificate")
-            || lower.contains("tls")
-            || lower.contains("handshake")
+        } else if [
+            "certificate",
+            "tls",
+            "handshake",
+            "corrupt message",
+            "alert",
+        ]
+        .iter()
+        .any(|k| lower.contains(k))
         {
+            // rustls's words: "invalid peer certificate", "received corrupt message" (no TLS on
+            // the other side), "received fatal alert".
             "TLS error (for an internal CA or a self-signed ThreatQ set sinks.threatq.ca_bundle)"
                 .to_string()
         } else if e.is_connect() {
