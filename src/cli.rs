@@ -85,6 +85,7 @@ pub enum Command {
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::progress::enable_for_this_process(cli.global.log_format == LogFormat::Json);
     let _guard = init_logging(&cli.global);
     let exit = match run(cli) {
         Ok(exit) => exit,
@@ -148,10 +149,11 @@ fn init_logging(g: &Global) -> Option<tracing_appender::non_blocking::WorkerGuar
     let stderr_layer = if json {
         fmt::layer().json().with_writer(std::io::stderr).boxed()
     } else {
+        // Through the progress module, so a log line does not tear a progress bar.
         fmt::layer()
             .with_ansi(ansi)
             .with_target(false)
-            .with_writer(std::io::stderr)
+            .with_writer(crate::progress::StderrWriter)
             .boxed()
     };
 

@@ -1,10 +1,19 @@
-//! `etferry config check [FILE]`: validate a fetch.yaml or watch.yaml with the same loaders the
-//! commands use, so a config that passes here is one the service will accept.
+//! `etferry config check [FILE] [--online]`: validate a fetch.yaml or watch.yaml with the same
+//! loaders the commands use, so a config that passes here is one the service will accept. With
+//! `--online` it also talks to what the config points at, through the same client code the
+//! commands use: a ThreatQ login and one authenticated read per sink, and a HEAD of each
+//! source's `.md5` (never the archive itself).
 
 use std::path::{Path, PathBuf};
 
 use crate::cli::Global;
-use crate::exit::{usage, Exit};
+use crate::config::base_dir;
+use crate::exit::{exit_for, usage, Exit};
+use crate::fetch::config::{FetchConfig, Source};
+use crate::fetch::http::{Failure, Http};
+use crate::ingest::WatchConfig;
+use crate::secret::{SafeUrl, Secret};
+use crate::sinks::threatq::ThreatQSink;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,6 +22,9 @@ pub struct Args {
     pub action: String,
     /// Config file (default: -c, else config/fetch.yaml and config/watch.yaml)
     pub file: Option<PathBuf>,
+    /// Also test the connections: ThreatQ login (watch.yaml), upstream URLs (fetch.yaml)
+    #[arg(long)]
+    pub online: bool,
 }
 
 /// Which role a config file is for.
@@ -47,19 +59,25 @@ fn role_of(path: &Path) -> anyhow::Result<Role> {
     }
 }
 
-fn check(path: &Path) -> anyhow::Result<()> {
-    crate::config::warn_if_world_readable(path);
+/// The offline check; with `online`, then the connection checks. An offline problem is an `Err`;
+/// online failures are printed (naming the file and the source or sink) and give the exit code.
+fn check(path: &Path, online: bool) -> anyhow::Result<Exit> {
     match role_of(path)? {
+        // FetchConfig::load warns about a world-readable file itself.
         Role::Fetch => {
-            let cfg = crate::fetch::config::FetchConfig::load(path)?;
+            let cfg = FetchConfig::load(path)?;
             println!(
                 "{}: OK (fetch.yaml, {} source(s))",
                 path.display(),
                 cfg.sources.len()
             );
+            if online {
+                return online_fetch(path, &cfg);
+            }
         }
         Role::Watch => {
-            let cfg = crate::ingest::WatchConfig::load(path)?;
+            crate::config::warn_if_world_readable(path);
+            let cfg = WatchConfig::load(path)?;
             let sinks = cfg.sinks.names();
             println!(
                 "{}: OK (watch.yaml, rulesets {}, sinks: {})",
@@ -71,9 +89,127 @@ fn check(path: &Path) -> anyhow::Result<()> {
                     sinks.join(", ")
                 }
             );
+            if online {
+                return Ok(online_watch(path, &cfg));
+            }
         }
     }
-    Ok(())
+    Ok(Exit::Ok)
+}
+
+/// Log in to each configured sink and read what the sink reads at start (signature types and
+/// statuses). Refused credentials or a missing type or status exit 2, as `ingest` and `watch`
+/// stop on them; an unreachable ThreatQ exits 3, as `ingest` does when its changes stay pending.
+fn online_watch(path: &Path, cfg: &WatchConfig) -> Exit {
+    let Some(tq) = &cfg.sinks.threatq else {
+        println!("  no sink configured (store only): nothing to check online");
+        return Exit::Ok;
+    };
+    let mut tq = tq.clone();
+    // One try per request: a check reports what it sees now instead of backing off for minutes.
+    tq.retry.attempts = 1;
+    let policy = cfg.export_policy();
+    let statuses = policy.statuses_in_use();
+    let connected = ThreatQSink::connect(&tq, &base_dir(path)).and_then(|sink| {
+        sink.require_statuses(&statuses)?;
+        Ok(sink)
+    });
+    match connected {
+        Ok(sink) => {
+            let quoted = |v: &[&str]| {
+                v.iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            };
+            println!(
+                "  threatq {}: login OK (client_id {}, {}), signature type {} found, status {} found",
+                sink.host(),
+                tq.client_id,
+                tq.email,
+                quoted(&sink.signature_types()),
+                quoted(&statuses)
+            );
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("{}: sinks.threatq ({}): {e:#}", path.display(), tq.host);
+            match exit_for(&e) {
+                Exit::Usage => Exit::Usage,
+                _ => Exit::Partial,
+            }
+        }
+    }
+}
+
+/// The URLs a check of `src` asks for: the `.md5` of the archive (or the archive itself when no
+/// checksum is published), each file of a multi-file source.
+fn probe_urls(src: &Source) -> Vec<(&SafeUrl, Option<&SafeUrl>)> {
+    match &src.plan {
+        crate::catalog::Plan::Archive {
+            url,
+            checksum_url: Some(md5),
+            ..
+        } => vec![(md5, Some(url))],
+        crate::catalog::Plan::Archive { url, .. } => vec![(url, None)],
+        crate::catalog::Plan::Files(files) => files.iter().map(|(_, u)| (u, None)).collect(),
+    }
+}
+
+/// HEAD (or a one-byte GET) of each source's `.md5` through the fetch client, with the config's
+/// proxy and CA bundle. Never downloads an archive. A failure exits 1, as `fetch` does.
+fn online_fetch(path: &Path, cfg: &FetchConfig) -> anyhow::Result<Exit> {
+    let mut http_cfg = cfg.http.clone();
+    // One try per URL (see online_watch).
+    http_cfg.retries = 0;
+    let secrets: Vec<Secret> = cfg.all_secrets().into_iter().cloned().collect();
+    let http = Http::new(&http_cfg, secrets)?;
+    let size = |n: Option<u64>| n.map(|n| format!(", {n} bytes")).unwrap_or_default();
+    let mut exit = Exit::Ok;
+    for src in &cfg.sources {
+        for (url, archive) in probe_urls(src) {
+            let err = match http.probe(url) {
+                Ok((status, n)) => {
+                    println!("  {} {url}: HTTP {status}{}", src.name, size(n));
+                    continue;
+                }
+                Err(e) => e,
+            };
+            // No `.md5` is allowed (fetch then goes without one) as long as the archive is there.
+            if let (Some(archive), true) = (archive, err.is_not_found()) {
+                if let Ok((status, n)) = http.probe(archive) {
+                    println!(
+                        "  {} {url}: not published (HTTP 404); {archive}: HTTP {status}{} (fetch will go without an md5)",
+                        src.name,
+                        size(n)
+                    );
+                    continue;
+                }
+            }
+            let advice = match &err.failure {
+                Failure::Status { code: 404 | 410, .. } if src.engine.is_some() => format!(
+                    "; is engine {} published for {}? (check the engine and base_url)",
+                    src.engine.as_deref().unwrap_or("?"),
+                    src.ruleset
+                ),
+                Failure::Status { code: 401 | 403, .. } if src.ruleset == "et-pro" => {
+                    "; ET Pro refused the oinkcode (check oinkcode_file / oinkcode_env and the subscription)"
+                        .to_string()
+                }
+                Failure::Connect => "; connection failed (check the host, http.proxy, the firewall)".into(),
+                Failure::Timeout => "; timed out (http.connect_timeout / read_timeout)".into(),
+                _ => String::new(),
+            };
+            eprintln!(
+                "{}: source {}: {}{advice}",
+                path.display(),
+                src.name,
+                err.message
+            );
+            exit = exit.worst(Exit::Error);
+        }
+    }
+    Ok(exit)
 }
 
 /// Check one file, or both default configs.
@@ -102,9 +238,12 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         if !f.exists() {
             return Err(usage(format!("config file {} not found", f.display())));
         }
-        if let Err(e) = check(f) {
-            eprintln!("{}: {e:#}", f.display());
-            exit = exit.worst(crate::exit::exit_for(&e));
+        match check(f, args.online) {
+            Ok(e) => exit = exit.worst(e),
+            Err(e) => {
+                eprintln!("{}: {e:#}", f.display());
+                exit = exit.worst(exit_for(&e));
+            }
         }
     }
     Ok(exit)

@@ -206,10 +206,26 @@ impl Http {
         cond: &Conditional,
         kind: Kind,
     ) -> Result<Response, HttpError> {
+        self.retrying(url, || self.get_once(url, cond, kind))
+    }
+
+    /// Is `url` there? A HEAD, or a GET of its first byte when the server refuses HEAD (405, 501);
+    /// the body is never read, so an archive is not downloaded. Same retries as [`Http::get`].
+    /// Returns the status (2xx) and the size the server announces.
+    pub fn probe(&self, url: &SafeUrl) -> Result<(u16, Option<u64>), HttpError> {
+        self.retrying(url, || self.probe_once(url))
+    }
+
+    /// Run `once` until it succeeds or [`decide`] says stop; messages are prefixed with the URL.
+    fn retrying<T>(
+        &self,
+        url: &SafeUrl,
+        once: impl Fn() -> Result<T, (Failure, String)>,
+    ) -> Result<T, HttpError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (failure, message) = match self.get_once(url, cond, kind) {
+            let (failure, message) = match once() {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
@@ -247,6 +263,56 @@ impl Http {
                 }
             }
         }
+    }
+
+    fn probe_once(&self, url: &SafeUrl) -> Result<(u16, Option<u64>), (Failure, String)> {
+        let resp = self
+            .client
+            .head(url.expose())
+            .send()
+            .map_err(|e| self.classify(&e))?;
+        let resp = match resp.status().as_u16() {
+            405 | 501 => self
+                .client
+                .get(url.expose())
+                .header(reqwest::header::RANGE, "bytes=0-0")
+                .send()
+                .map_err(|e| self.classify(&e))?,
+            _ => resp,
+        };
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let reason = resp.status().canonical_reason().unwrap_or("");
+            return Err((
+                Failure::Status {
+                    code: status,
+                    retry_after,
+                },
+                format!("HTTP {status} {reason}"),
+            ));
+        }
+        // A ranged answer's Content-Length is the range; Content-Range carries the full size.
+        let size = resp
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit('/').next())
+            .and_then(|n| n.trim().parse().ok())
+            .or_else(|| {
+                // The header, not the body size: a HEAD answer has no body.
+                resp.headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|n| n.trim().parse().ok())
+                    .filter(|_| status != 206)
+            });
+        // Dropping `resp` closes the connection without reading the body.
+        Ok((status, size))
     }
 
     fn get_once(
@@ -317,6 +383,10 @@ impl Http {
             ));
         }
         let total = self.cfg.total_timeout.get();
+        let bar = match kind {
+            Kind::Archive => crate::progress::bytes(content_length, file_label(url)),
+            Kind::Meta => crate::progress::hidden(),
+        };
         let mut body = Vec::with_capacity(content_length.unwrap_or(0).min(64 << 20) as usize);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -338,6 +408,7 @@ impl Http {
                         self.archive.set(self.archive.get() + n as u64);
                     }
                     body.extend_from_slice(&buf[..n]);
+                    bar.inc(n as u64);
                     if body.len() as u64 > MAX_BODY {
                         return Err((Failure::Other, "body larger than the limit".into()));
                     }
@@ -395,6 +466,12 @@ impl Http {
         let secrets: Vec<&Secret> = self.secrets.iter().collect();
         redact(&parts.join(": "), &secrets)
     }
+}
+
+/// The last path segment of a URL as shown (the oinkcode is never in it), for a progress bar.
+fn file_label(url: &SafeUrl) -> String {
+    let shown = url.shown().split(['?', '#']).next().unwrap_or("");
+    shown.rsplit('/').next().unwrap_or(shown).to_string()
 }
 
 /// `Retry-After` as seconds or an HTTP date.

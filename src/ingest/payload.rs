@@ -92,10 +92,12 @@ pub fn parse_payload(files: &[(String, Vec<u8>)], limits: &Limits) -> Result<Par
     let opts = crate::rules::ParseOptions::default();
     let done: Mutex<Vec<Done>> = Mutex::new(Vec::new());
     let mut lists: Vec<(String, Vec<u8>)> = Vec::new();
+    // Decompressed bytes parsed; the total is unknown until the archive is read to its end.
+    let bar = crate::progress::bytes(None, "parsing rules");
     let read = rayon::scope(|scope| {
         for_each_member(files, limits, &mut |i, path, data| {
             if path.ends_with(".rules") {
-                let (opts, done) = (&opts, &done);
+                let (opts, done, bar) = (&opts, &done, &bar);
                 scope.spawn(move |_| {
                     let file: Arc<str> = Arc::from(path.as_str());
                     // Each chunk turns its rules into NewRules (text hashed) as it parses them.
@@ -103,6 +105,7 @@ pub fn parse_payload(files: &[(String, Vec<u8>)], limits: &Limits) -> Result<Par
                         crate::rules::fold_lean(&path, &data, opts, Vec::new, |v, r| {
                             v.push(new_rule(&r, &file))
                         });
+                    bar.inc(data.len() as u64);
                     drop(data);
                     let rules = parts.into_iter().flatten().collect();
                     let errors = errors.iter().map(|e| e.to_string()).collect();

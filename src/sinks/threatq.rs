@@ -580,6 +580,50 @@ impl Api {
         redact(s.trim(), &refs)
     }
 
+    /// A transport error in words an operator can act on (refused, timeout, TLS), with its
+    /// causes, redacted. reqwest's own text is only "error sending request".
+    fn transport_text(&self, e: &reqwest::Error) -> String {
+        let mut causes: Vec<String> = Vec::new();
+        let mut refused = false;
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cur {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+            }
+            let t = c.to_string();
+            if !causes.iter().any(|p| p.contains(&t)) {
+                causes.push(t);
+            }
+            cur = c.source();
+        }
+        let all = causes.join(": ");
+        let lower = all.to_ascii_lowercase();
+        let kind = if e.is_timeout() {
+            "timed out (sinks.threatq.timeout)".to_string()
+        } else if refused || lower.contains("connection refused") {
+            "connection refused (is ThreatQ running on that host and port?)".to_string()
+        } else if [
+            "certificate",
+            "tls",
+            "handshake",
+            "corrupt message",
+            "alert",
+        ]
+        .iter()
+        .any(|k| lower.contains(k))
+        {
+            // rustls's words: "invalid peer certificate", "received corrupt message" (no TLS on
+            // the other side), "received fatal alert".
+            "TLS error (for an internal CA or a self-signed ThreatQ set sinks.threatq.ca_bundle)"
+                .to_string()
+        } else if e.is_connect() {
+            "cannot connect".to_string()
+        } else {
+            "request failed".to_string()
+        };
+        self.excerpt(&format!("{kind}: {all}"))
+    }
+
     fn bump(&self, f: impl FnOnce(&mut Stats)) {
         if let Ok(mut s) = self.stats.lock() {
             f(&mut s);
@@ -645,8 +689,9 @@ impl Api {
                         continue;
                     }
                     return Err(CallError::Failed(format!(
-                        "cannot {what} at ThreatQ {}: {e}",
-                        self.base
+                        "cannot {what} at ThreatQ {}: {}",
+                        self.base,
+                        self.transport_text(&e)
                     )));
                 }
             };
@@ -661,14 +706,22 @@ impl Api {
                     self.bump(|s| s.retries += 1);
                     std::thread::sleep(backoff(&self.retry, attempt, hint));
                 }
-                Verdict::Reauth | Verdict::Fail if status.as_u16() == 400 || status.as_u16() == 401 => {
+                Verdict::Reauth | Verdict::Fail
+                    if status.as_u16() == 400 || status.as_u16() == 401 =>
+                {
+                    let advice = if what == "log in" {
+                        "login refused: check client_id, e-mail and password".to_string()
+                    } else {
+                        format!("refused to {what}")
+                    };
                     return Err(CallError::Auth(format!(
-                        "ThreatQ {} refused to {what} for {} (HTTP {}): check client_id, email and password; {}",
+                        "ThreatQ {}: {advice} (HTTP {} for {}, client_id {}): {}",
                         self.base,
-                        self.email,
                         status.as_u16(),
+                        self.email,
+                        self.client_id,
                         self.excerpt(&text)
-                    )))
+                    )));
                 }
                 _ => {
                     return Err(CallError::Failed(format!(
@@ -797,7 +850,9 @@ impl Api {
                         continue;
                     }
                     return Err(CallError::Failed(format!(
-                        "{what}: {e} (after {attempt} attempts)"
+                        "{what} at ThreatQ {}: {} (after {attempt} attempts)",
+                        self.base,
+                        self.transport_text(&e)
                     )));
                 }
             };
@@ -1203,6 +1258,23 @@ impl ThreatQSink {
         )))
     }
 
+    /// The signature type names rules go out as: the default one, then Suricata's when `auto`
+    /// found a separate one.
+    pub fn signature_types(&self) -> Vec<&str> {
+        let mut v = vec![self.res.default_type.1.as_str()];
+        if let Some((_, n)) = &self.res.suricata_type {
+            if !v.contains(&n.as_str()) {
+                v.push(n);
+            }
+        }
+        v
+    }
+
+    /// The base URL (no credentials).
+    pub fn host(&self) -> &str {
+        self.api.base.as_str().trim_end_matches('/')
+    }
+
     /// Counters since `connect`.
     pub fn stats(&self) -> Stats {
         self.api.stats.lock().map(|s| s.clone()).unwrap_or_default()
@@ -1437,6 +1509,7 @@ impl Sink for ThreatQSink {
         let mut states: Vec<ItemState> = (0..items.len()).map(|_| ItemState::default()).collect();
         let entries = self.entries(items, &mut states);
         let batches: Vec<&[Entry]> = entries.chunks(self.cfg.batch_size.max(1)).collect();
+        let bar = crate::progress::count(entries.len() as u64, "sending to ThreatQ");
         let states = Mutex::new(states);
         let stop = AtomicBool::new(false);
         let auth_error: Mutex<Option<String>> = Mutex::new(None);
@@ -1454,7 +1527,9 @@ impl Sink for ThreatQSink {
             if let Err(e) = self.send_batch(batches[b], &states, items) {
                 note_auth(e);
             }
+            bar.inc(batches[b].len() as u64);
         });
+        bar.finish();
 
         // Changed rules: remove stale single-value attributes from the signature just updated.
         let cleanup: Vec<(usize, u64)> = {

@@ -33,6 +33,7 @@ pub enum Fault {
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Logged {
+    pub method: String,
     pub path: String,
     pub status: u16,
     pub body_bytes: usize,
@@ -165,7 +166,7 @@ impl Server {
 
     fn handle(&self, mut conn: TcpStream) {
         let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-        let Some((target, headers)) = read_head(&mut conn) else {
+        let Some((method, target, headers)) = read_head(&mut conn) else {
             return;
         };
         let path = match target.find("://") {
@@ -199,6 +200,7 @@ impl Server {
         };
         let log = |status: u16, body_bytes: usize| {
             self.inner.lock().unwrap().log.push(Logged {
+                method: method.clone(),
                 path: path.clone(),
                 status,
                 body_bytes,
@@ -256,6 +258,16 @@ impl Server {
                     respond(&mut conn, 304, &[("ETag", etag)], b"");
                     return;
                 }
+                if method == "HEAD" {
+                    // Headers only: the size without the body.
+                    log(200, 0);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\nETag: {etag}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes());
+                    return;
+                }
                 log(200, body.len());
                 respond(
                     &mut conn,
@@ -268,10 +280,14 @@ impl Server {
     }
 }
 
-fn read_head(conn: &mut TcpStream) -> Option<(String, Vec<(String, String)>)> {
+/// Method, request target and headers of a request.
+type Head = (String, String, Vec<(String, String)>);
+
+fn read_head(conn: &mut TcpStream) -> Option<Head> {
     let mut r = BufReader::new(conn.try_clone().ok()?);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
+    let method = line.split_whitespace().next()?.to_string();
     let target = line.split_whitespace().nth(1)?.to_string();
     let mut headers = Vec::new();
     loop {
@@ -287,7 +303,7 @@ fn read_head(conn: &mut TcpStream) -> Option<(String, Vec<(String, String)>)> {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    Some((target, headers))
+    Some((method, target, headers))
 }
 
 fn respond(conn: &mut TcpStream, code: u16, extra: &[(&str, String)], body: &[u8]) {
@@ -333,7 +349,7 @@ impl Proxy {
                 let want = want.clone();
                 let fw = fw.clone();
                 std::thread::spawn(move || {
-                    let Some((target, headers)) = read_head(&mut conn) else {
+                    let Some((_, target, headers)) = read_head(&mut conn) else {
                         return;
                     };
                     let auth = headers
