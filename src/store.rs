@@ -133,7 +133,7 @@ pub struct NewRule {
     pub gid: u32,
     pub sid: u32,
     pub rev: u32,
-    pub msg: String,
+    pub msg: std::sync::Arc<str>,
     /// Hash of the rule text without any leading `#` ([`text_hash`]), to see a text change
     /// without a rev bump and to check a text read back from the payload.
     pub hash: String,
@@ -871,7 +871,7 @@ fn upsert_rules(tx: &Connection, b: &StoreBatch<'_>, rules: &[&NewRule]) -> anyh
         st.raw_bind_parameter(at + 2, r.gid)?;
         st.raw_bind_parameter(at + 3, r.sid)?;
         st.raw_bind_parameter(at + 4, r.rev)?;
-        st.raw_bind_parameter(at + 5, &r.msg)?;
+        st.raw_bind_parameter(at + 5, &*r.msg)?;
         st.raw_bind_parameter(at + 6, &r.hash)?;
         st.raw_bind_parameter(at + 7, r.enabled)?;
         st.raw_bind_parameter(at + 8, &r.classtype)?;
@@ -964,7 +964,7 @@ fn payload_texts(
     }
     if let Some(w) = want
         .iter()
-        .find(|w| !got.get(&w.key).is_some_and(|t| text_hash(t) == w.hash))
+        .find(|w| got.get(&w.key).is_none_or(|t| text_hash(t) != w.hash))
     {
         anyhow::bail!(
             "the store is damaged: the text of rule {}:{} of source {source} (file {}) cannot be \
@@ -1038,15 +1038,13 @@ fn source_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SourceRow> {
 
 /// Serialise `v` as gzipped JSON.
 pub fn gzip_json<T: serde::Serialize>(v: &T) -> anyhow::Result<Vec<u8>> {
-    // Serialised first and compressed in one call: serde writes token by token, and each small
-    // write into the encoder costs far more than the bytes it carries.
-    let json = serde_json::to_vec(v)?;
-    let mut e = flate2::write::GzEncoder::new(
-        Vec::with_capacity(json.len() / 6),
-        flate2::Compression::fast(),
-    );
-    std::io::Write::write_all(&mut e, &json)?;
-    Ok(e.finish()?)
+    // Buffered: serde writes token by token, and each small write into the encoder costs far more
+    // than the bytes it carries; the buffer also spares holding the whole JSON.
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, gz);
+    serde_json::to_writer(&mut w, v)?;
+    let gz = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(gz.finish()?)
 }
 
 fn gunzip(data: &[u8]) -> Option<String> {

@@ -2,6 +2,7 @@
 //! per-SID change report built from it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,8 +24,9 @@ pub struct Entry {
     pub gid: u32,
     pub sid: u32,
     pub rev: u32,
-    pub msg: String,
-    pub file: String,
+    // Shared with the parsed rule: a full ruleset's report holds tens of thousands of entries.
+    pub msg: Arc<str>,
+    pub file: Arc<str>,
     pub category: Option<String>,
     /// Shipped enabled (standard) in the new version.
     pub enabled: bool,
@@ -57,8 +59,8 @@ fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
         gid: r.gid,
         sid: r.sid,
         rev: r.rev,
-        msg: r.msg.to_string(),
-        file: r.file.to_string(),
+        msg: r.msg.clone(),
+        file: r.file.clone(),
         category: r.category.clone(),
         enabled: r.enabled,
         previous_rev,
@@ -116,8 +118,8 @@ pub fn diff(new: &[NewRule], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
             gid: k.0,
             sid: k.1,
             rev: o.rev,
-            msg: o.msg.clone(),
-            file: o.file.clone(),
+            msg: Arc::from(o.msg.as_str()),
+            file: Arc::from(o.file.as_str()),
             category: o.category.clone(),
             enabled: o.enabled,
             previous_rev: None,

@@ -144,7 +144,7 @@ fn new_rule(r: &crate::rules::Rule<'_>, file: &Arc<str>) -> NewRule {
         sid: r.sid,
         rev: r.rev,
         hash: text_hash(&r.text),
-        msg: r.msg.to_string(),
+        msg: Arc::from(&*r.msg),
         enabled: r.enabled,
         classtype: r.classtype.as_ref().map(|c| c.to_string()),
         category: r.category().map(str::to_string),
