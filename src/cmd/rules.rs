@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::cli::Global;
 use crate::exit::{usage, Exit};
@@ -57,66 +57,55 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         if args.status.as_deref().is_some_and(|s| s != status) {
             continue;
         }
-        found.push(json!({
-            "source": r.get::<_, String>(0)?,
-            "ruleset": r.get::<_, String>(1)?,
-            "gid": r.get::<_, u32>(2)?,
-            "sid": r.get::<_, u32>(3)?,
-            "rev": r.get::<_, u32>(4)?,
-            "msg": r.get::<_, String>(5)?,
-            "class": if enabled { "standard" } else { "non-standard" },
-            "enabled": enabled,
-            "removed": removed,
-            "status": status,
-            "file": r.get::<_, String>(8)?,
-            "category": r.get::<_, Option<String>>(9)?,
-            "classtype": r.get::<_, Option<String>>(10)?,
-        }));
+        found.push(Row {
+            source: r.get(0)?,
+            ruleset: r.get(1)?,
+            gid: r.get(2)?,
+            sid: r.get(3)?,
+            rev: r.get(4)?,
+            msg: r.get(5)?,
+            class: if enabled { "standard" } else { "non-standard" },
+            enabled,
+            removed,
+            status,
+            file: r.get(8)?,
+            category: r.get(9)?,
+            classtype: r.get(10)?,
+            text: String::new(),
+        });
     }
     // Texts live in each source's stored payload: read them back per source, in one parse each.
-    let mut keys: BTreeMap<String, Vec<(u32, u32)>> = BTreeMap::new();
-    for v in &found {
-        let key = (num(&v["gid"]), num(&v["sid"]));
-        keys.entry(str_of(&v["source"]).to_string())
-            .or_default()
-            .push(key);
+    let mut keys: BTreeMap<&str, Vec<(u32, u32)>> = BTreeMap::new();
+    for r in &found {
+        keys.entry(&r.source).or_default().push((r.gid, r.sid));
     }
     let mut texts = HashMap::new();
-    for (source, ks) in &keys {
-        for (k, t) in store.texts(source, ks)? {
-            texts.insert((source.clone(), k), t);
-        }
+    for (source, ks) in keys {
+        texts.insert(source.to_string(), store.texts(source, &ks)?);
     }
     let needle = args.grep.as_deref().map(str::to_lowercase);
     let mut out = Vec::new();
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
-    for mut v in found {
-        let key = (
-            str_of(&v["source"]).to_string(),
-            (num(&v["gid"]), num(&v["sid"])),
-        );
-        let text = texts.remove(&key).unwrap_or_default();
+    for mut r in found {
+        if let Some(t) = texts
+            .get_mut(&r.source)
+            .and_then(|m| m.remove(&(r.gid, r.sid)))
+        {
+            r.text = t;
+        }
         if let Some(n) = &needle {
-            if !text.to_lowercase().contains(n) && !str_of(&v["msg"]).to_lowercase().contains(n) {
+            if !r.text.to_lowercase().contains(n) && !r.msg.to_lowercase().contains(n) {
                 continue;
             }
         }
-        v["text"] = json!(text);
         if args.json {
-            out.push(v);
+            out.push(r);
         } else {
             writeln!(
                 w,
                 "{}:{}:{}  {:<12} {:<12} {}  ({}, {})",
-                v["gid"],
-                v["sid"],
-                v["rev"],
-                str_of(&v["class"]),
-                str_of(&v["status"]),
-                str_of(&v["msg"]),
-                str_of(&v["source"]),
-                str_of(&v["file"])
+                r.gid, r.sid, r.rev, r.class, r.status, r.msg, r.source, r.file
             )?;
         }
     }
@@ -131,10 +120,21 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn str_of(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
-}
-
-fn num(v: &Value) -> u32 {
-    v.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+/// One rule as `rules` prints it.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    source: String,
+    ruleset: String,
+    gid: u32,
+    sid: u32,
+    rev: u32,
+    msg: String,
+    class: &'static str,
+    enabled: bool,
+    removed: bool,
+    status: String,
+    file: String,
+    category: Option<String>,
+    classtype: Option<String>,
+    text: String,
 }
