@@ -163,16 +163,16 @@ pub struct Indicator {
     pub file: String,
 }
 
-/// What the store holds for one rule, as the diff needs it.
+/// What the store holds for one rule, as the diff needs it (msg and category of a removed rule
+/// come from [`Store::rule_labels`], so a full ruleset's diff does not load every msg).
 #[derive(Debug, Clone)]
 pub struct StoredRule {
     pub rev: u32,
     pub text_hash: String,
     pub enabled: bool,
     pub removed: bool,
-    pub msg: String,
-    pub file: String,
-    pub category: Option<String>,
+    /// Shared between the rules of one file.
+    pub file: std::sync::Arc<str>,
 }
 
 /// Facts about one source.
@@ -449,12 +449,21 @@ impl Store {
     /// Every rule of a source, keyed by (gid, sid), for the in-memory diff.
     pub fn rules_of(&self, source: &str) -> anyhow::Result<HashMap<(u32, u32), StoredRule>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT gid, sid, rev, text_hash, enabled, removed, msg, file, category
-             FROM rules WHERE source = ?1",
+            "SELECT gid, sid, rev, text_hash, enabled, removed, file FROM rules WHERE source = ?1",
         )?;
         let mut out = HashMap::new();
+        let mut files: HashMap<String, std::sync::Arc<str>> = HashMap::new();
         let mut rows = st.query([source])?;
         while let Some(r) = rows.next()? {
+            let file = r.get_ref(6)?.as_str()?;
+            let file = match files.get(file) {
+                Some(f) => f.clone(),
+                None => {
+                    let f: std::sync::Arc<str> = std::sync::Arc::from(file);
+                    files.insert(file.to_string(), f.clone());
+                    f
+                }
+            };
             out.insert(
                 (r.get(0)?, r.get(1)?),
                 StoredRule {
@@ -462,11 +471,30 @@ impl Store {
                     text_hash: r.get(3)?,
                     enabled: r.get(4)?,
                     removed: r.get(5)?,
-                    msg: r.get(6)?,
-                    file: r.get(7)?,
-                    category: r.get(8)?,
+                    file,
                 },
             );
+        }
+        Ok(out)
+    }
+
+    /// msg and category of some rules of a source.
+    pub fn rule_labels(
+        &self,
+        source: &str,
+        keys: &[(u32, u32)],
+    ) -> anyhow::Result<HashMap<(u32, u32), (String, Option<String>)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT msg, category FROM rules WHERE source = ?1 AND gid = ?2 AND sid = ?3",
+        )?;
+        let mut out = HashMap::with_capacity(keys.len());
+        for &(gid, sid) in keys {
+            if let Some(v) = st
+                .query_row(params![source, gid, sid], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+            {
+                out.insert((gid, sid), v);
+            }
         }
         Ok(out)
     }

@@ -12,7 +12,10 @@ use etferry::rules::{parse_bytes, ParseOptions};
 use etferry::store::Store;
 use ingest_support::*;
 
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/et-open-sample/rules");
+const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/et-open-sample/rules"
+);
 
 /// Every rule text of a rules directory, as the parser gives it, by (gid, sid).
 fn texts_of(dir: &Path) -> HashMap<(u32, u32), String> {
@@ -67,9 +70,11 @@ fn every_corpus_rule_text_reads_back_byte_identical_from_the_store() {
     // The rows hold no copy of the texts.
     let c = rusqlite::Connection::open(env.store_path()).unwrap();
     let inline: i64 = c
-        .query_row("SELECT COUNT(*) FROM rules WHERE text IS NOT NULL", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT COUNT(*) FROM rules WHERE text IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(inline, 0);
 }

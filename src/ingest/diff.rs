@@ -100,7 +100,7 @@ pub fn diff(new: &[NewRule], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
             }
             Some(o) => {
                 d.counts.unchanged += 1;
-                if o.file != *r.file {
+                if o.file != r.file {
                     d.moved.insert(key);
                 }
             }
@@ -118,9 +118,10 @@ pub fn diff(new: &[NewRule], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
             gid: k.0,
             sid: k.1,
             rev: o.rev,
-            msg: Arc::from(o.msg.as_str()),
-            file: Arc::from(o.file.as_str()),
-            category: o.category.clone(),
+            // Filled in by the caller (`Store::rule_labels`): only removed rules need them.
+            msg: Arc::from(""),
+            file: o.file.clone(),
+            category: None,
             enabled: o.enabled,
             previous_rev: None,
         });

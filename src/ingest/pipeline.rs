@@ -356,7 +356,15 @@ impl Ingestor {
         crash_point("parsed");
 
         let old = self.store.rules_of(&imp.source)?;
-        let d = diff::diff(&rules, &old);
+        let mut d = diff::diff(&rules, &old);
+        drop(old);
+        let labels = self.store.rule_labels(&imp.source, &d.removed_keys)?;
+        for e in &mut d.removed {
+            if let Some((msg, category)) = labels.get(&(e.gid, e.sid)) {
+                e.msg = Arc::from(msg.as_str());
+                e.category = category.clone();
+            }
+        }
         let old_inds = self.store.indicator_count(&imp.source)?;
         j(&self.store, "diffed")?;
         crash_point("diffed");
