@@ -175,6 +175,9 @@ pub struct StoredRule {
     pub file: std::sync::Arc<str>,
 }
 
+/// msg and category of a rule.
+pub type Label = (String, Option<String>);
+
 /// Facts about one source.
 #[derive(Debug, Clone)]
 pub struct SourceRow {
@@ -483,7 +486,7 @@ impl Store {
         &self,
         source: &str,
         keys: &[(u32, u32)],
-    ) -> anyhow::Result<HashMap<(u32, u32), (String, Option<String>)>> {
+    ) -> anyhow::Result<HashMap<(u32, u32), Label>> {
         let mut st = self.conn.prepare_cached(
             "SELECT msg, category FROM rules WHERE source = ?1 AND gid = ?2 AND sid = ?3",
         )?;

@@ -34,6 +34,17 @@ fn texts_of(dir: &Path) -> HashMap<(u32, u32), String> {
     out
 }
 
+/// Ingest a rules directory as sequence `seq` of source `et-open`.
+fn ingest_dir(env: &Env, seq: u64, dir: &Path) {
+    let b = env.bundle(
+        "et-open",
+        seq,
+        &[("emerging.rules.tar.gz".into(), targz_of_dir(dir))],
+    );
+    let o = env.ingest(&b);
+    assert_eq!(o.code, Some(0), "{o:?}");
+}
+
 fn rule_json(env: &Env, sid: u32) -> serde_json::Value {
     let o = env.run(&["rules", "--sid", &sid.to_string(), "--json"]);
     assert_eq!(o.code, Some(0), "{o:?}");
@@ -123,24 +134,10 @@ fn history_keeps_the_text_a_change_replaced_and_a_removed_rule_keeps_its_last_te
     candidates.sort();
     let (sid, gone) = (candidates[0], candidates[1]);
 
-    let b1 = env.bundle(
-        "et-open",
-        1,
-        &[(
-            "emerging.rules.tar.gz".into(),
-            targz_of_dir(Path::new(SAMPLE)),
-        )],
-    );
-    assert_eq!(env.ingest(&b1).code, Some(0));
+    ingest_dir(&env, 1, Path::new(SAMPLE));
     let changed = env.path("changed/rules");
     let (new_text, gone_text) = changed_sample(&changed, sid, Some(gone));
-    let b2 = env.bundle(
-        "et-open",
-        2,
-        &[("emerging.rules.tar.gz".into(), targz_of_dir(&changed))],
-    );
-    let o = env.ingest(&b2);
-    assert_eq!(o.code, Some(0), "{o:?}");
+    ingest_dir(&env, 2, &changed);
 
     // The current text is the new one, read back from the new payload.
     let r = rule_json(&env, sid);
@@ -183,15 +180,7 @@ fn history_keeps_the_text_a_change_replaced_and_a_removed_rule_keeps_its_last_te
 #[test]
 fn a_payload_changed_inside_the_store_is_an_error_not_a_wrong_text() {
     let env = Env::new();
-    let b1 = env.bundle(
-        "et-open",
-        1,
-        &[(
-            "emerging.rules.tar.gz".into(),
-            targz_of_dir(Path::new(SAMPLE)),
-        )],
-    );
-    assert_eq!(env.ingest(&b1).code, Some(0));
+    ingest_dir(&env, 1, Path::new(SAMPLE));
     let sid = *texts_of(Path::new(SAMPLE))
         .iter()
         .find(|(_, t)| t.contains("flow:established;"))

@@ -48,6 +48,16 @@ fn check_online(config: &std::path::Path) -> ingest_support::Output {
     o
 }
 
+/// `config check --online` of a fetch.yaml with one ET Open Suricata 5.0 source at `base`.
+fn check_suricata_source(base: &str) -> ingest_support::Output {
+    let site = Site::new();
+    site.config(
+        &format!("  - ruleset: et-open\n    engine: suricata-5.0\n    base_url: {base}\n"),
+        "",
+    );
+    check_online(&site.path("fetch.yaml"))
+}
+
 /// A port nothing listens on.
 fn dead_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -268,15 +278,7 @@ fn upstream_404_on_one_source_names_that_source_and_exits_1() {
 fn missing_md5_with_archive_present_passes_with_a_note() {
     let srv = Server::start();
     srv.remove(&format!("{SURI}.md5"));
-    let site = Site::new();
-    site.config(
-        &format!(
-            "  - ruleset: et-open\n    engine: suricata-5.0\n    base_url: {}\n",
-            srv.base
-        ),
-        "",
-    );
-    let o = check_online(&site.path("fetch.yaml"));
+    let o = check_suricata_source(&srv.base);
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(
         o.stdout.contains("not published (HTTP 404)"),
@@ -314,12 +316,7 @@ fn refused_et_pro_oinkcode_says_so_without_showing_it() {
 #[test]
 fn unreachable_upstream_port_names_the_connection_error() {
     let dead = dead_port();
-    let site = Site::new();
-    site.config(
-        &format!("  - ruleset: et-open\n    engine: suricata-5.0\n    base_url: {dead}/\n"),
-        "",
-    );
-    let o = check_online(&site.path("fetch.yaml"));
+    let o = check_suricata_source(&format!("{dead}/"));
     assert_eq!(o.code, Some(1), "{o:?}");
     assert!(
         o.stderr.contains("source et-open-suricata-5.0"),
@@ -339,15 +336,7 @@ fn server_refusing_head_gets_a_one_byte_ranged_get_instead() {
     let srv = Server::start();
     let md5 = format!("{SURI}.md5");
     srv.fault(&md5, fetch_support::Fault::Status(405), 1);
-    let site = Site::new();
-    site.config(
-        &format!(
-            "  - ruleset: et-open\n    engine: suricata-5.0\n    base_url: {}\n",
-            srv.base
-        ),
-        "",
-    );
-    let o = check_online(&site.path("fetch.yaml"));
+    let o = check_suricata_source(&srv.base);
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(o.stdout.contains(".md5: HTTP 200"), "{}", o.stdout);
     let log = srv.log();

@@ -287,14 +287,7 @@ impl Http {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
-            let reason = resp.status().canonical_reason().unwrap_or("");
-            return Err((
-                Failure::Status {
-                    code: status,
-                    retry_after,
-                },
-                format!("HTTP {status} {reason}"),
-            ));
+            return Err(status_failure(&resp, retry_after));
         }
         // A ranged answer's Content-Length is the range; Content-Range carries the full size.
         let size = resp
@@ -364,14 +357,7 @@ impl Http {
             });
         }
         if !(200..300).contains(&status) {
-            let reason = resp.status().canonical_reason().unwrap_or("");
-            return Err((
-                Failure::Status {
-                    code: status,
-                    retry_after,
-                },
-                format!("HTTP {status} {reason}"),
-            ));
+            return Err(status_failure(&resp, retry_after));
         }
         if content_length.is_some_and(|n| n > MAX_BODY) {
             return Err((
@@ -472,6 +458,19 @@ impl Http {
 fn file_label(url: &SafeUrl) -> String {
     let shown = url.shown().split(['?', '#']).next().unwrap_or("");
     shown.rsplit('/').next().unwrap_or(shown).to_string()
+}
+
+/// A non-2xx answer as a failure, with its Retry-After.
+fn status_failure(
+    resp: &reqwest::blocking::Response,
+    retry_after: Option<std::time::Duration>,
+) -> (Failure, String) {
+    let code = resp.status().as_u16();
+    let reason = resp.status().canonical_reason().unwrap_or("");
+    (
+        Failure::Status { code, retry_after },
+        format!("HTTP {code} {reason}"),
+    )
 }
 
 /// `Retry-After` as seconds or an HTTP date.
