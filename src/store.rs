@@ -89,9 +89,13 @@ CREATE TABLE IF NOT EXISTS bundles (
     stage TEXT NOT NULL,
     status TEXT NOT NULL,
     reason TEXT,
-    updated_at TEXT NOT NULL,
-    -- the change report, gzipped JSON
-    report BLOB
+    updated_at TEXT NOT NULL
+);
+-- the change report of a stored bundle, gzipped JSON; apart from `bundles`, whose rows the
+-- journal updates at every stage
+CREATE TABLE IF NOT EXISTS reports (
+    bundle TEXT PRIMARY KEY,
+    report BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY,
@@ -360,8 +364,8 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, source, sequence, stage, status, reason, updated_at, report
-                 FROM bundles WHERE id = ?1",
+                "SELECT b.id, b.source, b.sequence, b.stage, b.status, b.reason, b.updated_at, r.report
+                 FROM bundles b LEFT JOIN reports r ON r.bundle = b.id WHERE b.id = ?1",
                 [id],
                 bundle_row,
             )
@@ -371,8 +375,9 @@ impl Store {
     /// All bundles in a given status (e.g. `held`), oldest first.
     pub fn bundles_with_status(&self, status: &str) -> anyhow::Result<Vec<BundleRow>> {
         let mut st = self.conn.prepare(
-            "SELECT id, source, sequence, stage, status, reason, updated_at, report
-             FROM bundles WHERE status = ?1 ORDER BY updated_at",
+            "SELECT b.id, b.source, b.sequence, b.stage, b.status, b.reason, b.updated_at, r.report
+             FROM bundles b LEFT JOIN reports r ON r.bundle = b.id
+             WHERE b.status = ?1 ORDER BY b.updated_at",
         )?;
         let rows = st.query_map([status], bundle_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -383,8 +388,8 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT b.id, b.source, b.sequence, b.stage, b.status, b.reason, b.updated_at, b.report
-                 FROM bundles b WHERE b.report IS NOT NULL AND b.status IN ('done', 'stored')
+                "SELECT b.id, b.source, b.sequence, b.stage, b.status, b.reason, b.updated_at, r.report
+                 FROM bundles b JOIN reports r ON r.bundle = b.id WHERE b.status IN ('done', 'stored')
                  ORDER BY (SELECT MAX(j.id) FROM journal j WHERE j.bundle = b.id AND j.stage = 'stored/in-progress') DESC
                  LIMIT 1",
                 [],
@@ -696,7 +701,7 @@ impl Store {
                 )?;
             }
             tx.execute(
-                "UPDATE bundles SET report = ?2 WHERE id = ?1",
+                "INSERT OR REPLACE INTO reports (bundle, report) VALUES (?1, ?2)",
                 params![b.bundle, report_gz()?],
             )?;
             journal_in(
