@@ -16,6 +16,9 @@ pub struct Args {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// At most N rules per section in the text output (the counts stay complete)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 }
 
 /// Print the change report of a bundle (default: the last stored one).
@@ -64,8 +67,16 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         ("enabled↔disabled", &report.enabled_changed),
     ] {
         println!("{title}: {}", list.len());
-        for e in list {
+        let shown = args.limit.unwrap_or(usize::MAX).min(list.len());
+        for e in &list[..shown] {
             println!("  {}", line(e));
+        }
+        if shown < list.len() {
+            println!(
+                "  … and {} more (etferry report {} for all)",
+                list.len() - shown,
+                report.bundle
+            );
         }
     }
     Ok(Exit::Ok)

@@ -213,6 +213,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
                 bundle: None,
                 last: true,
                 json: false,
+                limit: Some(5),
             },
             &watch_global,
         )?;
