@@ -794,9 +794,9 @@ impl Store {
             });
         }
         for (source, idx) in from_payload {
-            let want: Vec<Wanted> = idx
+            let want: Vec<TextRef> = idx
                 .iter()
-                .map(|(i, hash)| Wanted {
+                .map(|(i, hash)| TextRef {
                     key: (out[*i].gid, out[*i].sid),
                     hash: hash.clone(),
                     file: out[*i].file.clone(),
@@ -815,6 +815,16 @@ impl Store {
             it.metadata = metadata;
         }
         Ok(out)
+    }
+
+    /// Texts of rules whose rows the caller already read (`text` NULL): from the source's stored
+    /// payload, each checked against its row's hash.
+    pub fn payload_texts(
+        &self,
+        source: &str,
+        want: &[TextRef],
+    ) -> anyhow::Result<HashMap<(u32, u32), String>> {
+        payload_texts(&self.conn, source, want)
     }
 
     /// Rule texts of one source: a current rule's from the source's stored payload (checked
@@ -919,11 +929,13 @@ fn upsert_rules(tx: &Connection, b: &StoreBatch<'_>, rules: &[&NewRule]) -> anyh
     Ok(())
 }
 
-/// A rule whose text is to be read back from its source's payload.
-struct Wanted {
-    key: (u32, u32),
-    hash: String,
-    file: String,
+/// A rule whose text is to be read back from its source's payload: its key, the hash its row
+/// records, and its rules file (parsed first).
+#[derive(Debug, Clone)]
+pub struct TextRef {
+    pub key: (u32, u32),
+    pub hash: String,
+    pub file: String,
 }
 
 /// Texts (with their hashes) of `keys` in `source`: from the row for a removed rule, else from
@@ -955,7 +967,7 @@ fn texts_in(
             Some((Some(text), hash, _)) => {
                 out.insert((gid, sid), (hash, text));
             }
-            Some((None, hash, file)) => want.push(Wanted {
+            Some((None, hash, file)) => want.push(TextRef {
                 key: (gid, sid),
                 hash,
                 file,
@@ -978,7 +990,7 @@ fn texts_in(
 fn payload_texts(
     conn: &Connection,
     source: &str,
-    want: &[Wanted],
+    want: &[TextRef],
 ) -> anyhow::Result<HashMap<(u32, u32), String>> {
     if want.is_empty() {
         return Ok(HashMap::new());

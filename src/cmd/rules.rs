@@ -8,7 +8,7 @@ use crate::cli::Global;
 use crate::exit::{usage, Exit};
 use crate::ingest::config::STATUSES;
 use crate::ingest::WatchConfig;
-use crate::store::Store;
+use crate::store::{Store, TextRef};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,13 +43,15 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let store = Store::open(&cfg.store)?;
     let mut st = store.conn().prepare(
         "SELECT r.source, s.ruleset, r.gid, r.sid, r.rev, r.msg, r.enabled, r.removed, r.file,
-                r.category, r.classtype
+                r.category, r.classtype, r.text, r.text_hash
          FROM rules r JOIN sources s ON s.name = r.source
          WHERE (?1 IS NULL OR r.sid = ?1)
          ORDER BY r.source, r.gid, r.sid",
     )?;
     let mut rows = st.query(rusqlite::params![args.sid])?;
     let mut found = Vec::new();
+    // Rules whose text is in their source's stored payload (not inline: not removed).
+    let mut from_payload: BTreeMap<String, Vec<TextRef>> = BTreeMap::new();
     while let Some(r) = rows.next()? {
         let enabled: bool = r.get(6)?;
         let removed: bool = r.get(7)?;
@@ -57,7 +59,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         if args.status.as_deref().is_some_and(|s| s != status) {
             continue;
         }
-        found.push(Row {
+        let mut row = Row {
             source: r.get(0)?,
             ruleset: r.get(1)?,
             gid: r.get(2)?,
@@ -72,16 +74,25 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             category: r.get(9)?,
             classtype: r.get(10)?,
             text: String::new(),
-        });
+        };
+        match r.get::<_, Option<String>>(11)? {
+            Some(t) => row.text = t,
+            None => from_payload
+                .entry(row.source.clone())
+                .or_default()
+                .push(TextRef {
+                    key: (row.gid, row.sid),
+                    hash: r.get(12)?,
+                    file: row.file.clone(),
+                }),
+        }
+        found.push(row);
     }
-    // Texts live in each source's stored payload: read them back per source, in one parse each.
-    let mut keys: BTreeMap<&str, Vec<(u32, u32)>> = BTreeMap::new();
-    for r in &found {
-        keys.entry(&r.source).or_default().push((r.gid, r.sid));
-    }
+    // Read back per source, in one parse of its payload each.
     let mut texts = HashMap::new();
-    for (source, ks) in keys {
-        texts.insert(source.to_string(), store.texts(source, &ks)?);
+    for (source, want) in from_payload {
+        let t = store.payload_texts(&source, &want)?;
+        texts.insert(source, t);
     }
     let needle = args.grep.as_deref().map(str::to_lowercase);
     let mut out = Vec::new();

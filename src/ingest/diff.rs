@@ -118,7 +118,7 @@ pub fn diff(new: &[NewRule], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
             gid: k.0,
             sid: k.1,
             rev: o.rev,
-            // Filled in by the caller (`Store::rule_labels`): only removed rules need them.
+            // Set by `label_removed`: only removed rules need them from the store.
             msg: Arc::from(""),
             file: o.file.clone(),
             category: None,
@@ -127,6 +127,18 @@ pub fn diff(new: &[NewRule], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
         });
     }
     d
+}
+
+impl Diff {
+    /// Give the removed entries their msg and category (`Store::rule_labels` of `removed_keys`).
+    pub fn label_removed(&mut self, labels: &HashMap<(u32, u32), crate::store::Label>) {
+        for e in &mut self.removed {
+            if let Some((msg, category)) = labels.get(&(e.gid, e.sid)) {
+                e.msg = Arc::from(msg.as_str());
+                e.category = category.clone();
+            }
+        }
+    }
 }
 
 /// The change report of one bundle (`etferry report --json`).

@@ -187,11 +187,11 @@ pub fn rule_texts(
         .collect();
     let mut best: HashMap<(u32, u32), (u32, String)> = HashMap::with_capacity(want.len());
     for (gid, sid, rev, text) in per_member.into_iter().flatten() {
-        match best.get(&(gid, sid)) {
-            Some((r, _)) if *r >= rev => {}
-            _ => {
-                best.insert((gid, sid), (rev, text));
-            }
+        if best
+            .get(&(gid, sid))
+            .is_none_or(|(kept, _)| outranks(rev, *kept))
+        {
+            best.insert((gid, sid), (rev, text));
         }
     }
     Ok(best.into_iter().map(|(k, (_, t))| (k, t)).collect())
@@ -265,16 +265,23 @@ fn classify_ip(s: &str) -> Option<&'static str> {
     }
 }
 
+/// Among duplicates of one (gid, sid), whether a later rule with rev `candidate` replaces the one
+/// kept so far: only a higher rev does (the first wins a tie). Ingest and the texts read back
+/// from a stored payload must choose alike.
+fn outranks(candidate: u32, kept: u32) -> bool {
+    candidate > kept
+}
+
 /// Keep one rule per (gid, sid): the highest numeric rev (first wins on a tie). Returns the kept
 /// rules in input order and the dropped duplicates.
 pub fn dedupe(rules: Vec<NewRule>) -> (Vec<NewRule>, Vec<NewRule>) {
     let mut best: HashMap<(u32, u32), usize> = HashMap::with_capacity(rules.len());
     for (i, r) in rules.iter().enumerate() {
-        match best.get(&(r.gid, r.sid)) {
-            Some(&j) if rules[j].rev >= r.rev => {}
-            _ => {
-                best.insert((r.gid, r.sid), i);
-            }
+        if best
+            .get(&(r.gid, r.sid))
+            .is_none_or(|&j| outranks(r.rev, rules[j].rev))
+        {
+            best.insert((r.gid, r.sid), i);
         }
     }
     if best.len() == rules.len() {

@@ -358,13 +358,7 @@ impl Ingestor {
         let old = self.store.rules_of(&imp.source)?;
         let mut d = diff::diff(&rules, &old);
         drop(old);
-        let labels = self.store.rule_labels(&imp.source, &d.removed_keys)?;
-        for e in &mut d.removed {
-            if let Some((msg, category)) = labels.get(&(e.gid, e.sid)) {
-                e.msg = Arc::from(msg.as_str());
-                e.category = category.clone();
-            }
-        }
+        d.label_removed(&self.store.rule_labels(&imp.source, &d.removed_keys)?);
         let old_inds = self.store.indicator_count(&imp.source)?;
         j(&self.store, "diffed")?;
         crash_point("diffed");
