@@ -13,8 +13,13 @@ use std::time::Duration;
 
 pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 
+/// A file or folder of the real ET corpus (tests/corpus, unpacked on demand).
+pub fn corpus_path(rel: &str) -> PathBuf {
+    Path::new(CORPUS).join(rel)
+}
+
 pub fn corpus(rel: &str) -> Vec<u8> {
-    std::fs::read(Path::new(CORPUS).join(rel)).unwrap()
+    std::fs::read(corpus_path(rel)).unwrap()
 }
 
 /// A fault served instead of (or on top of) the normal answer.
@@ -597,7 +602,7 @@ pub fn command(args: &[&str]) -> Command {
 /// A small real tar.gz: the first `n` rule files of the 2024 Suricata 5.0 corpus (an "upstream
 /// change" with real content).
 pub fn small_archive(n: usize) -> Vec<u8> {
-    let dir = Path::new(CORPUS).join("et-open-suricata-5.0-2024-04-21/rules");
+    let dir = corpus_path("et-open-suricata-5.0-2024-04-21/rules");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
