@@ -84,6 +84,7 @@ echo "== checksums"
 (cd "$DIST" && sha256sum -- *.tar.gz *.deb *.rpm > SHA256SUMS)
 if [ -n "${RELEASE_KEY:-}" ]; then
     "$BIN" sign --key "$RELEASE_KEY" ${RELEASE_KEY_PASSWORD_FILE:+--password-file "$RELEASE_KEY_PASSWORD_FILE"} "$DIST/SHA256SUMS"
+    chmod 644 "$DIST/SHA256SUMS.minisig"
 fi
 rm -rf "$DIST/.build"
 echo "== dist/"
