@@ -48,7 +48,10 @@ pub fn check(
     let carries_secret = secrets
         .iter()
         .any(|s| !s.expose().is_empty() && to.as_str().contains(s.expose()));
-    if carries_secret && to.host_str() != start.host_str() {
+    let same_host = to.host_str() == start.host_str()
+        && (to.port_or_known_default() == start.port_or_known_default()
+            || (to.scheme() == "https" && to.port().is_none()));
+    if carries_secret && !same_host {
         return Err(format!(
             "redirect to {shown} refused: it would send the oinkcode to a host other than the configured one"
         ));
@@ -99,7 +102,15 @@ mod tests {
             ("http://rules.example/a", "https://rules.example/a", &none, true),
             ("https://rules.example/a", "ftp://rules.example/a", &cdn, false),
             ("https://rules.example/a", "file:///etc/passwd", &cdn, false),
-            // The oinkcode never leaves the configured host, not even to an allowed CDN.
+            // The oinkcode never leaves the configured host (and port), not even for a CDN.
+            (
+                "https://rules.example/a",
+                "https://rules.example:8443/0123456789abcdef/x.tar.gz",
+                &Policy {
+                    allow_hosts: vec!["rules.example".into()],
+                },
+                false,
+            ),
             (
                 "https://rules.example/a",
                 "https://cdn.example/0123456789abcdef/x.tar.gz",

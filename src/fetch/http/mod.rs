@@ -315,7 +315,27 @@ impl Http {
         } else {
             Failure::Other
         };
-        (f, self.chain_text(e))
+        let text = self.chain_text(e);
+        let lower = text.to_ascii_lowercase();
+        // rustls's words when the other side sends no TLS record at all.
+        if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+            return (
+                f,
+                format!("{text} (the server answers in plain http on this https URL: check the scheme and port)"),
+            );
+        }
+        // With a proxy set, the client only ever connects to the proxy.
+        if let (Failure::Connect, Some(p)) = (&f, &self.cfg.proxy) {
+            let secrets: Vec<&Secret> = self.secrets.iter().collect();
+            return (
+                f,
+                format!(
+                    "cannot connect to the proxy {} (http.proxy): {text}",
+                    redact(p, &secrets)
+                ),
+            );
+        }
+        (f, text)
     }
 
     /// An error and its causes on one line, with every secret masked. reqwest puts the URL (with the
