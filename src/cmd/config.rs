@@ -130,6 +130,9 @@ fn online_watch(path: &Path, cfg: &WatchConfig) -> Exit {
                 quoted(&sink.signature_types()),
                 quoted(&statuses)
             );
+            for n in sink.notes() {
+                println!("  note: {n}");
+            }
             Exit::Ok
         }
         Err(e) => {

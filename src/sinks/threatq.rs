@@ -105,6 +105,10 @@ pub struct RetryConfig {
     /// Cap for one wait, Retry-After included.
     #[serde(default = "sixty_s")]
     pub max_delay: Dur,
+    /// Circuit breaker: the most this sink waits on retries in one run (a ThreatQ answering
+    /// 429 forever). Past it every call fails at once and the rest stays pending.
+    #[serde(default = "ten_m")]
+    pub max_total_wait: Dur,
 }
 
 impl Default for RetryConfig {
@@ -113,6 +117,7 @@ impl Default for RetryConfig {
             attempts: default_attempts(),
             base: one_s(),
             max_delay: sixty_s(),
+            max_total_wait: ten_m(),
         }
     }
 }
@@ -188,6 +193,9 @@ fn one_s() -> Dur {
 }
 fn three_s() -> Dur {
     Dur(Duration::from_secs(3))
+}
+fn ten_m() -> Dur {
+    Dur(Duration::from_secs(600))
 }
 fn sixty_s() -> Dur {
     Dur(Duration::from_secs(60))
@@ -521,13 +529,17 @@ struct Tokens {
 enum CallError {
     /// Credentials refused after one fresh login: nothing else will work either.
     Auth(String),
+    /// ThreatQ misbehaves in a way that repeating will not fix this run (no token in a login
+    /// answer, 401 right after a fresh login, a redirect, the circuit breaker): stop sending,
+    /// keep everything pending. Not a config error: ingest still stores (exit 3).
+    Stop(String),
     Failed(String),
 }
 
 impl CallError {
     fn message(&self) -> &str {
         match self {
-            CallError::Auth(m) | CallError::Failed(m) => m,
+            CallError::Auth(m) | CallError::Stop(m) | CallError::Failed(m) => m,
         }
     }
 }
@@ -556,6 +568,9 @@ struct Api {
     /// Tokens handed out so far, for redaction.
     known: Mutex<Vec<Secret>>,
     stats: Mutex<Stats>,
+    /// Time spent waiting on retries this run, and whether that tripped the circuit breaker.
+    waited: Mutex<Duration>,
+    tripped: Mutex<Option<String>>,
 }
 
 impl Api {
@@ -600,6 +615,10 @@ impl Api {
         let lower = all.to_ascii_lowercase();
         let kind = if e.is_timeout() {
             "timed out (sinks.threatq.timeout)".to_string()
+        } else if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+            // rustls's words when no TLS record comes back at all.
+            "the server answers in plain http on this https URL (check the scheme and port of sinks.threatq.host)"
+                .to_string()
         } else if refused || lower.contains("connection refused") {
             "connection refused (is ThreatQ running on that host and port?)".to_string()
         } else if [
@@ -622,6 +641,57 @@ impl Api {
             "request failed".to_string()
         };
         self.excerpt(&format!("{kind}: {all}"))
+    }
+
+    /// Wait `d` before a retry, unless that would take this run's waiting past `max_total_wait`:
+    /// then trip the circuit breaker (every later call fails at once).
+    fn wait(&self, d: Duration, why: &str) -> Result<(), CallError> {
+        self.check_breaker()?;
+        let max = self.retry.max_total_wait.get();
+        let total = {
+            let mut w = self
+                .waited
+                .lock()
+                .map_err(|_| CallError::Failed("wait lock poisoned".into()))?;
+            *w += d;
+            *w
+        };
+        if total > max {
+            let msg = format!(
+                "ThreatQ {} keeps answering {why}: stopped after waiting {} in total this run (sinks.threatq.retry.max_total_wait {}); the rest stays pending",
+                self.base,
+                humantime::format_duration(Duration::from_secs((total - d).as_secs())),
+                humantime::format_duration(max)
+            );
+            if let Ok(mut t) = self.tripped.lock() {
+                t.get_or_insert_with(|| msg.clone());
+            }
+            return Err(CallError::Stop(msg));
+        }
+        self.bump(|s| s.retries += 1);
+        std::thread::sleep(d);
+        Ok(())
+    }
+
+    fn check_breaker(&self) -> Result<(), CallError> {
+        match self.tripped.lock().ok().and_then(|t| t.clone()) {
+            Some(msg) => Err(CallError::Stop(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// A 3xx from ThreatQ: never followed (a body or header with a secret would go along, maybe
+    /// to another host or to plain http); the error names where it pointed, secrets masked.
+    fn redirected(&self, what: &str, status: u16, location: Option<&str>) -> CallError {
+        let secrets = self.secrets();
+        let refs: Vec<&Secret> = secrets.iter().collect();
+        let to = location
+            .map(|l| redact(l, &refs))
+            .unwrap_or_else(|| "(no Location)".into());
+        CallError::Stop(format!(
+            "{what}: ThreatQ {} answered HTTP {status} redirecting to {to}; etferry never follows a redirect from ThreatQ (credentials or a token would go along): set sinks.threatq.host to the address that answers",
+            self.base
+        ))
     }
 
     fn bump(&self, f: impl FnOnce(&mut Stats)) {
@@ -675,17 +745,27 @@ impl Api {
             if let Some(b) = bearer {
                 rb = rb.bearer_auth(b.expose());
             }
-            let (status, hint, text) = match rb.send() {
-                Ok(r) => {
-                    let status = r.status();
-                    let hint = retry_after(r.headers().get(reqwest::header::RETRY_AFTER));
-                    (Some(status), hint, r.text().unwrap_or_default())
+            let sent = rb.send().and_then(|r| {
+                let status = r.status();
+                let hint = retry_after(r.headers().get(reqwest::header::RETRY_AFTER));
+                let location = r
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                // A timeout or a cut while reading the answer is a transport failure like any
+                // other: retried, and reported as what it is (not as "not JSON").
+                Ok((status, hint, location, r.text()?))
+            });
+            let (status, hint, text) = match sent {
+                Ok((status, _, location, _)) if status.is_redirection() => {
+                    return Err(self.redirected(what, status.as_u16(), location.as_deref()))
                 }
+                Ok((status, hint, _, text)) => (Some(status), hint, text),
                 Err(e) => {
                     let e = e.without_url();
                     if transient(&e) && attempt < self.retry.attempts {
-                        self.bump(|s| s.retries += 1);
-                        std::thread::sleep(backoff(&self.retry, attempt, None));
+                        self.wait(backoff(&self.retry, attempt, None), "with transport errors")?;
                         continue;
                     }
                     return Err(CallError::Failed(format!(
@@ -703,8 +783,10 @@ impl Api {
                     })
                 }
                 Verdict::Retry if attempt < self.retry.attempts => {
-                    self.bump(|s| s.retries += 1);
-                    std::thread::sleep(backoff(&self.retry, attempt, hint));
+                    self.wait(
+                        backoff(&self.retry, attempt, hint),
+                        &format!("HTTP {}", status.as_u16()),
+                    )?;
                 }
                 Verdict::Reauth | Verdict::Fail
                     if status.as_u16() == 400 || status.as_u16() == 401 =>
@@ -743,7 +825,7 @@ impl Api {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                CallError::Auth(format!(
+                CallError::Stop(format!(
                     "ThreatQ {} answered the login without an access_token",
                     self.base
                 ))
@@ -828,6 +910,7 @@ impl Api {
         let mut reauthed = false;
         loop {
             attempt += 1;
+            self.check_breaker()?;
             let (token, generation) = self.bearer()?;
             self.bump(|s| s.requests += 1);
             let mut rb = self
@@ -845,8 +928,7 @@ impl Api {
                     let e = e.without_url();
                     if transient(&e) && attempt < self.retry.attempts {
                         tracing::debug!("{what}: {e}; retrying");
-                        self.bump(|s| s.retries += 1);
-                        std::thread::sleep(backoff(&self.retry, attempt, None));
+                        self.wait(backoff(&self.retry, attempt, None), "with transport errors")?;
                         continue;
                     }
                     return Err(CallError::Failed(format!(
@@ -858,16 +940,26 @@ impl Api {
             };
             let status = resp.status().as_u16();
             let hint = retry_after(resp.headers().get(reqwest::header::RETRY_AFTER));
+            if resp.status().is_redirection() {
+                let location = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok());
+                return Err(self.redirected(&what, status, location));
+            }
             let text = match resp.text() {
                 Ok(t) => t,
                 Err(e) => {
                     let e = e.without_url();
                     if attempt < self.retry.attempts {
-                        self.bump(|s| s.retries += 1);
-                        std::thread::sleep(backoff(&self.retry, attempt, None));
+                        self.wait(backoff(&self.retry, attempt, None), "with transport errors")?;
                         continue;
                     }
-                    return Err(CallError::Failed(format!("{what}: answer cut off: {e}")));
+                    return Err(CallError::Failed(format!(
+                        "{what} at ThreatQ {}: reading the answer: {} (after {attempt} attempts)",
+                        self.base,
+                        self.transport_text(&e)
+                    )));
                 }
             };
             match classify(status) {
@@ -879,8 +971,7 @@ impl Api {
                         Ok(v) => v,
                         Err(e) if attempt < self.retry.attempts => {
                             tracing::debug!("{what}: answer is not JSON ({e}); retrying");
-                            self.bump(|s| s.retries += 1);
-                            std::thread::sleep(backoff(&self.retry, attempt, None));
+                            self.wait(backoff(&self.retry, attempt, None), "with garbled answers")?;
                             continue;
                         }
                         Err(e) => {
@@ -906,15 +997,14 @@ impl Api {
                     self.reauth(generation)?;
                 }
                 Verdict::Reauth => {
-                    return Err(CallError::Auth(format!(
+                    return Err(CallError::Stop(format!(
                         "{what}: ThreatQ {} still answers 401 after a fresh login; check the API user's permissions",
                         self.base
                     )))
                 }
                 Verdict::Retry if attempt < self.retry.attempts => {
                     tracing::debug!("{what}: HTTP {status}; retrying");
-                    self.bump(|s| s.retries += 1);
-                    std::thread::sleep(backoff(&self.retry, attempt, hint));
+                    self.wait(backoff(&self.retry, attempt, hint), &format!("HTTP {status}"))?;
                 }
                 Verdict::Retry => {
                     return Err(CallError::Failed(format!(
@@ -1024,6 +1114,8 @@ pub struct ThreatQSink {
     res: Resolved,
     /// Signature types and statuses the instance offers, for messages.
     offered_statuses: Vec<String>,
+    /// Things about the instance an operator should know (duplicate type names).
+    notes: Vec<String>,
 }
 
 /// What a dry run would send (no network).
@@ -1105,6 +1197,8 @@ impl ThreatQSink {
             (None, None) => return Err(usage("sinks.threatq: no password configured")),
         };
         let mut builder = Client::builder()
+            // Never follow: see `Api::redirected`.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(cfg.timeout.get())
             .connect_timeout(cfg.timeout.get().min(Duration::from_secs(30)))
             .user_agent(concat!("etferry/", env!("CARGO_PKG_VERSION")));
@@ -1144,10 +1238,12 @@ impl ThreatQSink {
             tokens: Mutex::new(None),
             known: Mutex::new(Vec::new()),
             stats: Mutex::new(Stats::default()),
+            waited: Mutex::new(Duration::ZERO),
+            tripped: Mutex::new(None),
         };
         let to_err = |e: CallError| match e {
             CallError::Auth(m) => usage(m),
-            CallError::Failed(m) => anyhow::anyhow!(m),
+            CallError::Stop(m) | CallError::Failed(m) => anyhow::anyhow!(m),
         };
         api.bearer().map_err(to_err)?;
 
@@ -1155,11 +1251,27 @@ impl ThreatQSink {
             &api.call(Method::GET, "/api/signature/types", None)
                 .map_err(to_err)?,
         );
-        let find = |n: &str| {
-            types
+        // Two types may share a name (case-insensitively); the first by id wins, and the choice
+        // is logged and shown by `config check --online`.
+        let mut notes = Vec::new();
+        let mut find = |n: &str| {
+            let mut same: Vec<&(u64, String)> = types
                 .iter()
-                .find(|(_, t)| t.eq_ignore_ascii_case(n))
-                .cloned()
+                .filter(|(_, t)| t.eq_ignore_ascii_case(n))
+                .collect();
+            same.sort_by_key(|(id, _)| *id);
+            if same.len() > 1 {
+                let ids: Vec<String> = same.iter().map(|(id, t)| format!("{id} ({t})")).collect();
+                let note = format!(
+                    "ThreatQ has {} signature types named {n:?}: ids {}; using id {}",
+                    same.len(),
+                    ids.join(", "),
+                    same[0].0
+                );
+                tracing::warn!("{note}");
+                notes.push(note);
+            }
+            same.first().map(|t| (*t).clone())
         };
         let offered_types = || {
             types
@@ -1227,6 +1339,7 @@ impl ThreatQSink {
             api,
             res,
             offered_statuses,
+            notes,
         };
         let mut needed = Vec::new();
         if cfg.rev_change == RevChange::NewSignature {
@@ -1234,6 +1347,11 @@ impl ThreatQSink {
         }
         sink.require_statuses(&needed)?;
         Ok(sink)
+    }
+
+    /// What `connect` noticed about the instance (e.g. two signature types of one name).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// A configured status the instance lacks is a config error (exit 2) listing what it offers.
@@ -1366,7 +1484,7 @@ impl ThreatQSink {
                     );
                 }
                 return match e {
-                    CallError::Auth(_) => Err(e),
+                    CallError::Auth(_) | CallError::Stop(_) => Err(e),
                     CallError::Failed(_) => Ok(()),
                 };
             }
@@ -1561,7 +1679,7 @@ impl Sink for ThreatQSink {
                             ),
                         );
                     }
-                    if let CallError::Auth(_) = e {
+                    if matches!(e, CallError::Auth(_) | CallError::Stop(_)) {
                         note_auth(e);
                     }
                 }

@@ -227,7 +227,8 @@ impl Http {
         self.retrying(url, deadline, |d| self.get_once(url, cond, kind, d, false))
     }
 
-    /// GET an archive into a temp file (hashed as it arrives), capped by `max_download_size`,
+    /// GET an archive, into a temp file (hashed as it arrives) unless it announces a small size,
+    /// capped by `max_download_size`,
     /// over by `deadline` with its retries.
     pub fn download(
         &self,

@@ -105,6 +105,9 @@ impl Conditional {
     }
 }
 
+/// Largest announced archive kept in memory instead of a temp file.
+const IN_MEMORY_MAX: u64 = 16 << 20;
+
 impl Http {
     /// Send a request built by `build` for each URL, following redirects that [`redirect::check`]
     /// allows. Returns the answer and, when a redirect was followed, the final URL.
@@ -295,6 +298,9 @@ impl Http {
             Kind::Archive => crate::progress::bytes(content_length, file_label(url)),
             Kind::Meta => crate::progress::hidden(),
         };
+        // A small announced body stays in memory (hyper stops at Content-Length); an unknown or
+        // large one goes to disk so that memory stays flat whatever the server sends.
+        let spool = spool && content_length.is_none_or(|n| n > IN_MEMORY_MAX);
         let mut sink = if spool {
             let f = match &self.temp_dir {
                 Some(d) => tempfile::tempfile_in(d),
