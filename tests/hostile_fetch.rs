@@ -64,7 +64,8 @@ fn redirect_of_et_pro_to_another_origin_is_refused_and_the_oinkcode_never_leaves
     let r = site.fetch();
     assert_eq!(r.code(), 1, "{}", r.all());
     assert!(
-        r.all().contains("would send the oinkcode to a host other than the configured one"),
+        r.all()
+            .contains("would send the oinkcode to a host other than the configured one"),
         "{}",
         r.all()
     );
@@ -167,11 +168,15 @@ fn binary_version_txt_is_a_clear_error() {
     let srv = Server::start();
     let site = Site::new();
     site.config(&suricata_only(&srv), "");
-    srv.put("/open/suricata-5.0/version.txt", vec![0x1f, 0x8b, 0, 0, 1, 2]);
+    srv.put(
+        "/open/suricata-5.0/version.txt",
+        vec![0x1f, 0x8b, 0, 0, 1, 2],
+    );
     let r = site.fetch();
     assert_eq!(r.code(), 1, "{}", r.all());
     assert!(
-        r.all().contains("version.txt: the body (6 bytes) is binary"),
+        r.all()
+            .contains("version.txt: the body (6 bytes) is binary"),
         "{}",
         r.all()
     );
@@ -236,13 +241,20 @@ fn ten_year_retry_after_is_capped_exits_1_and_now_overrides_it() {
     srv.fault(SURI, Fault::RetryAfter(429, 10 * 365 * 86400), 1);
     let r = site.fetch();
     assert_eq!(r.code(), 1, "{}", r.all());
-    assert!(r.all().contains("capped at max_cool_down 1day"), "{}", r.all());
+    assert!(
+        r.all().contains("capped at max_cool_down 1day"),
+        "{}",
+        r.all()
+    );
     let until = state(&site, "et-open-suricata-5.0")["cool_down_until"]
         .as_str()
         .unwrap()
         .to_string();
     let until = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
-    assert!(until < chrono::Utc::now() + chrono::Duration::hours(25), "{until}");
+    assert!(
+        until < chrono::Utc::now() + chrono::Duration::hours(25),
+        "{until}"
+    );
 
     srv.clear_log();
     let r = fetch_without_now(&site);
@@ -252,14 +264,21 @@ fn ten_year_retry_after_is_capped_exits_1_and_now_overrides_it() {
 
     let r = site.fetch();
     assert_eq!(r.code(), 0, "{}", r.all());
-    assert!(r.all().contains("--now overrides the cool-down"), "{}", r.all());
+    assert!(
+        r.all().contains("--now overrides the cool-down"),
+        "{}",
+        r.all()
+    );
     assert_eq!(site.bundles(), ["et-open-suricata-5.0-00000001"]);
     assert!(state(&site, "et-open-suricata-5.0")["cool_down_until"].is_null());
 }
 
 #[test]
 fn retry_after_in_year_9999_or_overflowing_is_capped_and_a_past_date_means_now() {
-    for raw in ["Fri, 31 Dec 9999 23:59:59 GMT", "99999999999999999999999999"] {
+    for raw in [
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "99999999999999999999999999",
+    ] {
         let srv = Server::start();
         let site = Site::new();
         site.config(&suricata_only(&srv), "  max_cool_down: 2h\n");
@@ -274,7 +293,8 @@ fn retry_after_in_year_9999_or_overflowing_is_capped_and_a_past_date_means_now()
         let until = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
         let now = chrono::Utc::now();
         assert!(
-            until > now + chrono::Duration::minutes(110) && until < now + chrono::Duration::hours(2),
+            until > now + chrono::Duration::minutes(110)
+                && until < now + chrono::Duration::hours(2),
             "{raw}: {until}"
         );
     }
@@ -363,8 +383,7 @@ fn gzip_content_encoding_is_named_in_the_md5_mismatch() {
     let r = site.fetch();
     assert_eq!(r.code(), 1, "{}", r.all());
     assert!(
-        r.all().contains("md5 of the download")
-            && r.all().contains("Content-Encoding: gzip"),
+        r.all().contains("md5 of the download") && r.all().contains("Content-Encoding: gzip"),
         "{}",
         r.all()
     );
@@ -381,11 +400,7 @@ fn refusing_proxy_is_named_as_the_proxy() {
     site.config(&suricata_only(&srv), &format!("  proxy: {dead}\n"));
     let r = site.fetch();
     assert_eq!(r.code(), 1, "{}", r.all());
-    assert!(
-        r.all().contains(&format!("proxy {dead}")),
-        "{}",
-        r.all()
-    );
+    assert!(r.all().contains(&format!("proxy {dead}")), "{}", r.all());
 }
 
 #[test]

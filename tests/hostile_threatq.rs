@@ -56,7 +56,11 @@ impl Foreign {
     }
 
     fn untouched(&self) {
-        assert_eq!(self.hits.load(Ordering::SeqCst), 0, "the foreign host was contacted");
+        assert_eq!(
+            self.hits.load(Ordering::SeqCst),
+            0,
+            "the foreign host was contacted"
+        );
         assert!(!String::from_utf8_lossy(&self.seen.lock().unwrap()).contains(PASSWORD));
     }
 }
@@ -96,7 +100,8 @@ fn token_redirect_to_another_origin_is_refused_naming_the_location_and_the_passw
         let err = ThreatQSink::connect(&cfg, dir.path()).err().unwrap();
         let msg = format!("{err:#}");
         assert!(
-            msg.contains(&format!("HTTP {code} redirecting to {to}")) && msg.contains("never follows"),
+            msg.contains(&format!("HTTP {code} redirecting to {to}"))
+                && msg.contains("never follows"),
             "{msg}"
         );
         assert!(!msg.contains(PASSWORD), "{msg}");
@@ -127,7 +132,11 @@ fn api_call_redirect_is_not_followed_and_nothing_is_confirmed() {
 fn timeout_while_reading_the_token_answer_is_retried_as_a_timeout() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&sim.url, dir.path(), "timeout: 1s\nretry: {attempts: 3, base: 10ms}\n");
+    let cfg = config(
+        &sim.url,
+        dir.path(),
+        "timeout: 1s\nretry: {attempts: 3, base: 10ms}\n",
+    );
     sim.push_token_fault(TokenFault::Stall(Duration::from_secs(3)));
     let sink = ThreatQSink::connect(&cfg, dir.path()).unwrap();
     assert_eq!(sink.stats().logins, 1);
@@ -138,6 +147,29 @@ fn timeout_while_reading_the_token_answer_is_retried_as_a_timeout() {
         .filter(|r| r.path == "/api/token")
         .count();
     assert_eq!(tokens, 2);
+}
+
+#[test]
+fn https_host_answered_in_plain_http_says_so() {
+    // A plain-http server (as nginx answers a TLS hello on its http port: 400).
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut buf = [0u8; 512];
+            let _ = c.read(&mut buf);
+            let _ = std::io::Write::write_all(
+                &mut c,
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&url, dir.path(), "retry: {attempts: 1}\n");
+    let err = ThreatQSink::connect(&cfg, dir.path()).err().unwrap();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("plain http on this https URL"), "{msg}");
 }
 
 #[test]
@@ -240,7 +272,9 @@ fn endless_429_trips_the_circuit_breaker_after_max_total_wait_and_the_rest_stays
     assert!(out.confirmed.is_empty());
     assert_eq!(out.failed.len(), items.len());
     assert!(
-        out.failed.iter().all(|(_, m)| m.contains("max_total_wait 2s")),
+        out.failed
+            .iter()
+            .all(|(_, m)| m.contains("max_total_wait 2s")),
         "{:?}",
         out.failed[0]
     );

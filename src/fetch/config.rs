@@ -373,8 +373,7 @@ fn build_source(
     }
     for (j, h) in s.allow_redirect_hosts.iter().enumerate() {
         let plain = !h.is_empty()
-            && h
-                .bytes()
+            && h.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
         if !plain {
             return Err((

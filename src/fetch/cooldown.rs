@@ -44,7 +44,11 @@ impl Ctx<'_> {
     /// URL changed since it was set, and never reaches past `max_cool_down` from now (a state
     /// written before the cap, or with a clock far off, is clamped once). The state returned has
     /// the cool-down cleared when it no longer holds.
-    pub(super) fn cool_down(&self, src: &Source, mut st: SourceState) -> Result<SourceState, CoolDown> {
+    pub(super) fn cool_down(
+        &self,
+        src: &Source,
+        mut st: SourceState,
+    ) -> Result<SourceState, CoolDown> {
         let Some(until) = st.cool_down_until else {
             return Ok(st);
         };
@@ -107,7 +111,10 @@ impl Ctx<'_> {
             let d = asked.min(max);
             let until = after(self.now, d);
             let capped = if asked > max {
-                format!(" (capped at max_cool_down {})", humantime::format_duration(max))
+                format!(
+                    " (capped at max_cool_down {})",
+                    humantime::format_duration(max)
+                )
             } else {
                 String::new()
             };
@@ -133,5 +140,4 @@ impl Ctx<'_> {
         }
         Fail(e.message)
     }
-
 }

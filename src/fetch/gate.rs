@@ -334,7 +334,8 @@ mod tests {
         let bad = format!("{rule}{rule}{rule}{rule}{other}");
         let e = check_archive("x.rules", bad.as_bytes(), None, &none).unwrap_err();
         assert!(
-            e.to_string().contains("5 rules but only 2 distinct") && e.to_string().contains("3 duplicates"),
+            e.to_string().contains("5 rules but only 2 distinct")
+                && e.to_string().contains("3 duplicates"),
             "{e}"
         );
     }

@@ -313,7 +313,8 @@ impl Ctx<'_> {
                 }
                 Err(e @ (GateError::Md5Mismatch { .. } | GateError::Size { .. }))
                     if attempt < self.http.retries()
-                        && std::time::Instant::now() + self.http.backoff(attempt + 1) < deadline =>
+                        && std::time::Instant::now() + self.http.backoff(attempt + 1)
+                            < deadline =>
                 {
                     attempt += 1;
                     let d = self.http.backoff(attempt);

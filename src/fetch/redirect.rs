@@ -60,12 +60,9 @@ pub fn check(
     if same_origin(to, start) || same_origin(to, from) || upgrade {
         return Ok(());
     }
-    let allowed = to.host_str().is_some_and(|h| {
-        policy
-            .allow_hosts
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(h))
-    });
+    let allowed = to
+        .host_str()
+        .is_some_and(|h| policy.allow_hosts.iter().any(|a| a.eq_ignore_ascii_case(h)));
     if allowed {
         return Ok(());
     }
@@ -92,15 +89,60 @@ mod tests {
         let start = u("https://rules.example/0123456789abcdef/x.tar.gz");
         // (from, to, policy, allowed)
         let table = [
-            ("https://rules.example/a", "https://rules.example/b", &none, true),
-            ("https://rules.example/a", "http://rules.example/b", &none, false),
-            ("https://rules.example/a", "https://other.example/b", &none, false),
-            ("https://rules.example/a", "https://rules.example:8443/b", &none, false),
-            ("https://rules.example/a", "https://cdn.example/b", &cdn, true),
-            ("https://rules.example/a", "http://cdn.example/b", &cdn, false),
-            ("https://cdn.example/b", "https://cdn.example/c", &none, true),
-            ("http://rules.example/a", "https://rules.example/a", &none, true),
-            ("https://rules.example/a", "ftp://rules.example/a", &cdn, false),
+            (
+                "https://rules.example/a",
+                "https://rules.example/b",
+                &none,
+                true,
+            ),
+            (
+                "https://rules.example/a",
+                "http://rules.example/b",
+                &none,
+                false,
+            ),
+            (
+                "https://rules.example/a",
+                "https://other.example/b",
+                &none,
+                false,
+            ),
+            (
+                "https://rules.example/a",
+                "https://rules.example:8443/b",
+                &none,
+                false,
+            ),
+            (
+                "https://rules.example/a",
+                "https://cdn.example/b",
+                &cdn,
+                true,
+            ),
+            (
+                "https://rules.example/a",
+                "http://cdn.example/b",
+                &cdn,
+                false,
+            ),
+            (
+                "https://cdn.example/b",
+                "https://cdn.example/c",
+                &none,
+                true,
+            ),
+            (
+                "http://rules.example/a",
+                "https://rules.example/a",
+                &none,
+                true,
+            ),
+            (
+                "https://rules.example/a",
+                "ftp://rules.example/a",
+                &cdn,
+                false,
+            ),
             ("https://rules.example/a", "file:///etc/passwd", &cdn, false),
             // The oinkcode never leaves the configured host (and port), not even for a CDN.
             (

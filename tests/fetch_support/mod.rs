@@ -281,9 +281,8 @@ impl Server {
                 log(200, sent as usize);
             }
             (Some(Fault::Huge(n)), _) => {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
-                );
+                let head =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n");
                 let _ = conn.write_all(head.as_bytes());
                 let sent = if method == "HEAD" {
                     0
@@ -294,8 +293,7 @@ impl Server {
             }
             (Some(Fault::GzipEncoded), Some(body)) => {
                 use std::io::Write as _;
-                let mut gz =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 gz.write_all(&body).unwrap();
                 let b = gz.finish().unwrap();
                 log(200, b.len());

@@ -375,7 +375,10 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
             }
             Some(TokenFault::NoToken) => {
                 record(200);
-                let _ = req.respond(json_response(200, &json!({"data": {"token_type": "bearer"}})));
+                let _ = req.respond(json_response(
+                    200,
+                    &json!({"data": {"token_type": "bearer"}}),
+                ));
             }
             Some(TokenFault::Stall(d)) => {
                 let (code, v) = token(state, &query_map(&query), &parsed);
@@ -410,9 +413,9 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
         !st.refuse_tokens
             && auth
                 .as_deref()
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .and_then(|t| st.tokens.get(t))
-            .is_some_and(|exp| *exp > Instant::now())
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .and_then(|t| st.tokens.get(t))
+                .is_some_and(|exp| *exp > Instant::now())
     };
     if !ok {
         record(401);
@@ -529,7 +532,11 @@ fn route(
             }
             let after = match fault {
                 Some(Fault::Redirect(code, location)) => {
-                    return (code, json!({ "location": location }), Reply::Moved(location));
+                    return (
+                        code,
+                        json!({ "location": location }),
+                        Reply::Moved(location),
+                    );
                 }
                 Some(Fault::Status { code, retry_after }) => {
                     let v = json!({"errors": [format!("simulated {code}")]});

@@ -12,8 +12,8 @@ use reqwest::blocking::Client;
 
 use super::config::HttpConfig;
 use super::redirect;
-pub use transfer::{Conditional, Response, Spooled};
 use crate::secret::{redact, SafeUrl, Secret};
+pub use transfer::{Conditional, Response, Spooled};
 
 /// Largest `version.txt` or `.md5`: both are one short line; anything bigger is not one.
 pub const META_MAX: u64 = 16 << 10;

@@ -251,8 +251,9 @@ impl Http {
         {
             headers.insert(IF_MODIFIED_SINCE, v);
         }
-        let (mut resp, moved) =
-            self.send(url, deadline, |u| self.client.get(u).headers(headers.clone()))?;
+        let (mut resp, moved) = self.send(url, deadline, |u| {
+            self.client.get(u).headers(headers.clone())
+        })?;
         let secrets: Vec<&Secret> = self.secrets.iter().collect();
         let final_url = moved.map(|u| redact(u.as_str(), &secrets));
         let status = resp.status().as_u16();
@@ -334,8 +335,9 @@ impl Http {
                     if received > cap {
                         return Err((Failure::Other, over_cap(kind, cap, received, "sent")));
                     }
-                    sink.write(&buf[..n])
-                        .map_err(|e| (Failure::Other, format!("cannot write the temp file: {e}")))?;
+                    sink.write(&buf[..n]).map_err(|e| {
+                        (Failure::Other, format!("cannot write the temp file: {e}"))
+                    })?;
                     bar.inc(n as u64);
                 }
                 Err(e) => {
@@ -381,5 +383,4 @@ impl Http {
             final_url,
         })
     }
-
 }
