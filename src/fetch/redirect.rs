@@ -56,7 +56,11 @@ pub fn check(
             "redirect to {shown} refused: it would send the oinkcode to a host other than the configured one"
         ));
     }
-    let upgrade = to.scheme() == "https" && to.host_str() == from.host_str();
+    // http://host → https://host (default port) is the same site moving up, not away.
+    let upgrade = from.scheme() == "http"
+        && to.scheme() == "https"
+        && to.host_str() == from.host_str()
+        && to.port().is_none();
     if same_origin(to, start) || same_origin(to, from) || upgrade {
         return Ok(());
     }

@@ -1780,6 +1780,7 @@ mod tests {
             attempts: 3,
             base: Dur(Duration::from_millis(10)),
             max_delay: Dur(Duration::from_secs(2)),
+            ..RetryConfig::default()
         };
         assert_eq!(
             backoff(&r, 1, Some(Duration::from_secs(1))),

@@ -71,21 +71,24 @@ impl Spooled {
 /// Where a body goes while it is read.
 enum Sink {
     Memory(Vec<u8>),
-    File {
-        out: std::io::BufWriter<std::fs::File>,
-        md5: Md5,
-        sha: Sha256,
-    },
+    // Boxed: the hashers' state is large, and a sink lives once per request.
+    File(Box<FileSink>),
+}
+
+struct FileSink {
+    out: std::io::BufWriter<std::fs::File>,
+    md5: Md5,
+    sha: Sha256,
 }
 
 impl Sink {
     fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
         match self {
             Sink::Memory(v) => v.extend_from_slice(b),
-            Sink::File { out, md5, sha } => {
-                out.write_all(b)?;
-                md5.update(b);
-                sha.update(b);
+            Sink::File(f) => {
+                f.out.write_all(b)?;
+                f.md5.update(b);
+                f.sha.update(b);
             }
         }
         Ok(())
@@ -308,11 +311,11 @@ impl Http {
                 None => tempfile::tempfile(),
             }
             .map_err(|e| (Failure::Other, format!("cannot create a temp file: {e}")))?;
-            Sink::File {
+            Sink::File(Box::new(FileSink {
                 out: std::io::BufWriter::with_capacity(1 << 20, f),
                 md5: Md5::new(),
                 sha: Sha256::new(),
-            }
+            }))
         } else {
             Sink::Memory(Vec::with_capacity(
                 content_length.unwrap_or(0).min(64 << 20) as usize,
@@ -359,7 +362,8 @@ impl Http {
         }
         let (body, spooled) = match sink {
             Sink::Memory(v) => (v, None),
-            Sink::File { out, md5, sha } => {
+            Sink::File(f) => {
+                let FileSink { out, md5, sha } = *f;
                 let file = out
                     .into_inner()
                     .map_err(|e| (Failure::Other, format!("cannot write the temp file: {e}")))?;
