@@ -119,6 +119,30 @@ fn cross_origin_redirect_needs_allow_redirect_hosts_and_the_manifest_records_the
     site.verify_all();
 }
 
+#[test]
+fn https_to_plain_http_redirect_is_refused_even_to_an_allowed_host() {
+    let srv = Server::start();
+    let site = Site::new();
+    let tls = tls::TlsRedirect::start(302, srv.base.trim_end_matches('/'));
+    site.config(
+        &format!(
+            "  - ruleset: et-open\n    engine: suricata-5.0\n    base_url: {}/\n    allow_redirect_hosts: [127.0.0.1]\n",
+            tls.url
+        ),
+        &format!("  ca_bundle: {}\n", tls::ca_pem().display()),
+    );
+    let r = site.fetch();
+    assert_eq!(r.code(), 1, "{}", r.all());
+    assert!(
+        r.all().contains("redirect from https to plain http"),
+        "{}",
+        r.all()
+    );
+    assert!(!tls.paths.lock().unwrap().is_empty(), "the https mirror was not asked");
+    assert!(srv.log().is_empty(), "fetched over plain http: {:?}", srv.log());
+    assert!(site.bundles().is_empty());
+}
+
 // Finding 3: bounded bodies.
 
 #[test]

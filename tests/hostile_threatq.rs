@@ -4,6 +4,8 @@
 
 #[path = "ingest_support/mod.rs"]
 mod ingest_support;
+#[path = "fetch_support/tls.rs"]
+mod tls;
 mod threatq_sim;
 
 use std::io::Read;
@@ -107,6 +109,27 @@ fn token_redirect_to_another_origin_is_refused_naming_the_location_and_the_passw
         assert!(!msg.contains(PASSWORD), "{msg}");
         foreign.untouched();
     }
+}
+
+#[test]
+fn https_threatq_redirecting_the_login_to_plain_http_gets_no_password() {
+    let foreign = Foreign::start();
+    let tq = tls::TlsRedirect::start(307, &foreign.url);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        &tq.url,
+        dir.path(),
+        &format!(
+            "ca_bundle: {}\nretry: {{attempts: 2, base: 10ms}}\n",
+            tls::ca_pem().display()
+        ),
+    );
+    let err = ThreatQSink::connect(&cfg, dir.path()).err().unwrap();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("HTTP 307 redirecting to http://127.0.0.1"), "{msg}");
+    assert!(!msg.contains(PASSWORD), "{msg}");
+    assert_eq!(tq.paths.lock().unwrap().len(), 1);
+    foreign.untouched();
 }
 
 #[test]
