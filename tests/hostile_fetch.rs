@@ -138,8 +138,15 @@ fn https_to_plain_http_redirect_is_refused_even_to_an_allowed_host() {
         "{}",
         r.all()
     );
-    assert!(!tls.paths.lock().unwrap().is_empty(), "the https mirror was not asked");
-    assert!(srv.log().is_empty(), "fetched over plain http: {:?}", srv.log());
+    assert!(
+        !tls.paths.lock().unwrap().is_empty(),
+        "the https mirror was not asked"
+    );
+    assert!(
+        srv.log().is_empty(),
+        "fetched over plain http: {:?}",
+        srv.log()
+    );
     assert!(site.bundles().is_empty());
 }
 

@@ -4,9 +4,9 @@
 
 #[path = "ingest_support/mod.rs"]
 mod ingest_support;
+mod threatq_sim;
 #[path = "fetch_support/tls.rs"]
 mod tls;
-mod threatq_sim;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -126,7 +126,10 @@ fn https_threatq_redirecting_the_login_to_plain_http_gets_no_password() {
     );
     let err = ThreatQSink::connect(&cfg, dir.path()).err().unwrap();
     let msg = format!("{err:#}");
-    assert!(msg.contains("HTTP 307 redirecting to http://127.0.0.1"), "{msg}");
+    assert!(
+        msg.contains("HTTP 307 redirecting to http://127.0.0.1"),
+        "{msg}"
+    );
     assert!(!msg.contains(PASSWORD), "{msg}");
     assert_eq!(tq.paths.lock().unwrap().len(), 1);
     foreign.untouched();

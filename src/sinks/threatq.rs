@@ -617,7 +617,7 @@ impl Api {
             "timed out (sinks.threatq.timeout)".to_string()
         } else if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
             // rustls's words when no TLS record comes back at all.
-            "the server answers in plain http on this https URL (check the scheme and port of sinks.threatq.host)"
+            "TLS error: the server answers in plain http on this https URL (check the scheme and port of sinks.threatq.host)"
                 .to_string()
         } else if refused || lower.contains("connection refused") {
             "connection refused (is ThreatQ running on that host and port?)".to_string()

@@ -31,8 +31,9 @@ impl TlsRedirect {
         let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .unwrap();
-        let key = PrivateKeyDer::from_pem_slice(&std::fs::read(format!("{DIR}/server.key")).unwrap())
-            .unwrap();
+        let key =
+            PrivateKeyDer::from_pem_slice(&std::fs::read(format!("{DIR}/server.key")).unwrap())
+                .unwrap();
         let config = Arc::new(
             rustls::ServerConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
