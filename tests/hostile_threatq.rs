@@ -306,4 +306,8 @@ fn endless_429_trips_the_circuit_breaker_after_max_total_wait_and_the_rest_stays
     );
     // Waits of 1 s each: two fit in 2 s, so three tries in all, then nothing more is sent.
     assert_eq!(sim.consumed().0, 3);
+    // The next export (the next bundle, in `watch`) has its own budget: ThreatQ recovered.
+    sim.clear_faults();
+    let out = sink.export(&items).unwrap();
+    assert_eq!(out.confirmed.len(), items.len());
 }

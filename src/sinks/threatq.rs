@@ -105,7 +105,7 @@ pub struct RetryConfig {
     /// Cap for one wait, Retry-After included.
     #[serde(default = "sixty_s")]
     pub max_delay: Dur,
-    /// Circuit breaker: the most this sink waits on retries in one run (a ThreatQ answering
+    /// Circuit breaker: the most this sink waits on retries in one export (a ThreatQ answering
     /// 429 forever). Past it every call fails at once and the rest stays pending.
     #[serde(default = "ten_m")]
     pub max_total_wait: Dur,
@@ -491,8 +491,9 @@ fn transient(e: &reqwest::Error) -> bool {
 
 fn retry_after(h: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
     let s = h?.to_str().ok()?.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(Duration::from_secs(n));
+    // Digits too large for u64 mean "very long" (capped by max_delay), not "no hint".
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(s.parse().map(Duration::from_secs).unwrap_or(Duration::MAX));
     }
     let when = chrono::DateTime::parse_from_rfc2822(s).ok()?;
     let secs = (when.timestamp() - chrono::Utc::now().timestamp()).max(0);
@@ -671,6 +672,15 @@ impl Api {
         self.bump(|s| s.retries += 1);
         std::thread::sleep(d);
         Ok(())
+    }
+
+    fn reset_breaker(&self) {
+        if let Ok(mut w) = self.waited.lock() {
+            *w = Duration::ZERO;
+        }
+        if let Ok(mut t) = self.tripped.lock() {
+            *t = None;
+        }
     }
 
     fn check_breaker(&self) -> Result<(), CallError> {
@@ -1624,6 +1634,9 @@ impl Sink for ThreatQSink {
     }
 
     fn export(&mut self, items: &[ExportItem]) -> anyhow::Result<ExportOutcome> {
+        // Each export gets its own retry budget: `watch` lives for days, and a ThreatQ that
+        // throttled one bundle's export may be fine for the next.
+        self.api.reset_breaker();
         let mut states: Vec<ItemState> = (0..items.len()).map(|_| ItemState::default()).collect();
         let entries = self.entries(items, &mut states);
         let batches: Vec<&[Entry]> = entries.chunks(self.cfg.batch_size.max(1)).collect();

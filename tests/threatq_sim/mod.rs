@@ -211,6 +211,9 @@ impl Sim {
     pub fn reject_sids(&self, sids: &[u32]) {
         self.state.lock().unwrap().reject_sids = sids.iter().copied().collect();
     }
+    pub fn clear_faults(&self) {
+        self.state.lock().unwrap().faults.clear();
+    }
     pub fn push_token_fault(&self, f: TokenFault) {
         self.state.lock().unwrap().token_faults.push_back(f);
     }
