@@ -59,6 +59,9 @@ pub struct Upstream {
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
+    /// Where the payload came from when a redirect was followed (secrets masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_url: Option<String>,
 }
 
 /// One payload file.
