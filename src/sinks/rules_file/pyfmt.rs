@@ -254,7 +254,7 @@ mod tests {
     fn shlex_matches_python() {
         assert_eq!(
             shlex_split(r#"2019401 "\$HOME_NET" "any""#).unwrap(),
-            vec!["2019401", "$HOME_NET", "any"]
+            vec!["2019401", r"\$HOME_NET", "any"]
         );
         assert_eq!(
             shlex_split(r#"re:x "(msg:\"a\")" 'b c'"#).unwrap(),
