@@ -193,14 +193,7 @@ impl StixSink {
             })];
             for (kind, v) in refs {
                 match kind.as_str() {
-                    "url" => {
-                        let url = if v.contains("://") {
-                            v
-                        } else {
-                            format!("http://{v}")
-                        };
-                        ext.push(json!({"source_name": "url", "url": url}));
-                    }
+                    "url" => ext.push(json!({"source_name": "url", "url": uri(&v)})),
                     "cve" => {
                         let cve = if v.to_ascii_uppercase().starts_with("CVE-") {
                             v.to_ascii_uppercase()
@@ -224,6 +217,10 @@ impl StixSink {
                 "id": rule_id(&src.ruleset, engine, r.gid, r.sid),
                 "created_by_ref": creator,
                 "name": r.msg,
+                "description": format!(
+                    "Rule {}:{} revision {} from {} of source {}",
+                    r.gid, r.sid, r.rev, r.file, r.source
+                ),
                 "indicator_types": [if malicious { "malicious-activity" } else { "anomalous-activity" }],
                 "pattern_type": pattern_type,
                 "pattern": text,
@@ -336,6 +333,43 @@ impl StixSink {
     }
 }
 
+/// An ET `reference:url,…` value as a valid URI: ET writes most without a scheme (`http://`
+/// added), some quoted, some with spaces or a second `#`; those characters are
+/// percent-encoded so that consumers (and stix2-validator) accept the reference.
+fn uri(v: &str) -> String {
+    let v = v.trim().trim_matches('"');
+    let has_scheme = v.find("://").is_some_and(|i| {
+        i > 0
+            && v[..i]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    });
+    let mut out = String::with_capacity(v.len() + 8);
+    if !has_scheme {
+        out.push_str("http://");
+    }
+    let mut fragment = false;
+    let chars: Vec<char> = v.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let escape_ok = || chars.get(i + 1..i + 3).is_some_and(|h| h.iter().all(char::is_ascii_hexdigit));
+        match c {
+            '%' if !escape_ok() => out.push_str("%25"),
+            '#' if !fragment => {
+                fragment = true;
+                out.push('#');
+            }
+            c if c.is_ascii_alphanumeric() || "-._~:/?[]@!$&'()*+,;=%".contains(c) => out.push(c),
+            c => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+    out
+}
+
 fn cve_re() -> &'static regex::Regex {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     RE.get_or_init(|| {
@@ -432,5 +466,18 @@ mod tests {
         assert_ne!(rule_id("et-open", Some("suricata-5.0"), 1, 2), rule_id("et-open", Some("snort-2.9.0"), 1, 2));
         assert!(address_id("1.2.3.4").starts_with("indicator--"));
         assert_eq!(et_date("2024_04_21").as_deref(), Some("2024-04-21T00:00:00.000Z"));
+    }
+
+    #[test]
+    fn et_reference_urls_become_valid_uris() {
+        assert_eq!(uri("doc.emergingthreats.net/2001"), "http://doc.emergingthreats.net/2001");
+        assert_eq!(uri("https://x.org/a b"), "https://x.org/a%20b");
+        assert_eq!(uri("\"x.org/?id=1\""), "http://x.org/?id=1");
+        assert_eq!(uri("x.org/a?b#-#-c"), "http://x.org/a?b#-%23-c");
+        assert_eq!(uri("x.org/100%/%41"), "http://x.org/100%25/%41");
+        assert_eq!(
+            uri("web.archive.org/web/2018/https://a.com/x"),
+            "http://web.archive.org/web/2018/https://a.com/x"
+        );
     }
 }
