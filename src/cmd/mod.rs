@@ -4,6 +4,7 @@ pub mod completions;
 pub mod config;
 pub mod demo;
 pub mod export;
+pub mod export_files;
 pub mod fetch;
 pub mod ingest;
 pub mod init;

@@ -128,6 +128,10 @@ impl Default for LimitsConfig {
 pub struct SinksConfig {
     #[serde(default)]
     pub threatq: Option<crate::sinks::threatq::ThreatQConfig>,
+    #[serde(default)]
+    pub rules_file: Option<crate::sinks::rules_file::RulesFileConfig>,
+    #[serde(default)]
+    pub stix: Option<crate::sinks::stix::StixConfig>,
 }
 
 impl SinksConfig {
@@ -137,7 +141,29 @@ impl SinksConfig {
         if self.threatq.is_some() {
             v.push("threatq".to_string());
         }
+        if self.rules_file.is_some() {
+            v.push("rules_file".to_string());
+        }
+        if self.stix.is_some() {
+            v.push("stix".to_string());
+        }
         v
+    }
+
+    /// Resolve the sinks' paths against the config file's directory (`base`), give the
+    /// whole-store sinks the store path, and check what can be checked before a run (policy
+    /// files). Every loader of a config holding `sinks:` calls this once.
+    pub fn prepare(&mut self, file: &Path, base: &Path, store: &Path) -> anyhow::Result<()> {
+        if let Some(tq) = &mut self.threatq {
+            tq.resolve_paths(base);
+        }
+        if let Some(rf) = &mut self.rules_file {
+            rf.prepare(file, base, store)?;
+        }
+        if let Some(sx) = &mut self.stix {
+            sx.prepare(base, store);
+        }
+        Ok(())
     }
 
     /// Construct the configured sinks. The ThreatQ helper builds its sink here from its typed
@@ -146,6 +172,12 @@ impl SinksConfig {
         let mut v: Vec<Box<dyn crate::sinks::Sink>> = Vec::new();
         if let Some(tq) = &self.threatq {
             v.push(crate::sinks::threatq::build(tq, policy)?);
+        }
+        if let Some(rf) = &self.rules_file {
+            v.push(Box::new(crate::sinks::rules_file::RulesFileSink::new(rf)?));
+        }
+        if let Some(sx) = &self.stix {
+            v.push(Box::new(crate::sinks::stix::StixSink::new(sx, policy)?));
         }
         Ok(v)
     }
@@ -202,9 +234,8 @@ impl WatchConfig {
         for k in &mut c.trusted_keys {
             *k = resolve(&base, k);
         }
-        if let Some(tq) = &mut c.sinks.threatq {
-            tq.resolve_paths(&base);
-        }
+        let store = c.store.clone();
+        c.sinks.prepare(path, &base, &store)?;
         let file = path.display();
         for r in &c.rulesets {
             if !RULESETS.contains(&r.as_str()) {

@@ -866,7 +866,7 @@ impl Ingestor {
         for sink in self.sinks.iter_mut() {
             let name = sink.name().to_string();
             let items = self.store.pending_exports(&name, &policy)?;
-            if items.is_empty() {
+            if items.is_empty() && !sink.whole_store() {
                 continue;
             }
             match sink.export(&items) {
