@@ -11,6 +11,7 @@ pub mod keygen;
 pub mod parse;
 pub mod report;
 pub mod rules;
+pub mod sequence;
 pub mod status;
 pub mod verify;
 pub mod watch;
