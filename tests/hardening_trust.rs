@@ -226,6 +226,20 @@ fn held_archive_is_approved_by_its_work_path() {
 }
 
 #[test]
+fn held_archive_is_approved_by_the_inbox_path_it_had() {
+    let env = Env::with_config(HAND);
+    let a = drop_file(&env, "hand-1.rules", &small_rules(3_000_000, 10));
+    assert_eq!(run_path(&env, &["ingest"], &a).code, Some(0));
+    let b = drop_file(&env, "hand-2.rules", &small_rules(3_000_000, 2));
+    assert_eq!(run_path(&env, &["ingest"], &b).code, Some(5));
+    // Held: the inbox file is gone, its work copy waits.
+    assert!(!b.exists());
+    let o = run_path(&env, &["ingest", "--approve"], &b);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert_eq!(env.source_status("hand")["rules"], 2);
+}
+
+#[test]
 fn held_bundle_is_approved_by_its_inbox_path() {
     let env = Env::new();
     let b1 = env.bundle("et-open", 1, &rules_file(2_000_000, 10));
@@ -236,6 +250,18 @@ fn held_bundle_is_approved_by_its_inbox_path() {
     let o = run_path(&env, &["ingest", "--approve"], &b2);
     assert_eq!(o.code, Some(0), "{o:?}");
     assert_eq!(env.source_status("et-open")["rules"], 1);
+    // From the inbox: held, it leaves the inbox for work/, and its inbox path still names it.
+    let b3 = env.bundle("et-open", 3, &rules_file(2_000_000, 10));
+    assert_eq!(env.ingest(&b3).code, Some(0));
+    let b4 = env.bundle("et-open", 4, &rules_file(2_000_000, 1));
+    let inbox_copy = env.inbox().join("et-open-00000004");
+    copy_dir(&b4, &inbox_copy);
+    assert_eq!(env.ingest(&inbox_copy).code, Some(5));
+    assert!(!inbox_copy.exists());
+    let o = run_path(&env, &["ingest", "--approve"], &inbox_copy);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert_eq!(env.source_status("et-open")["rules"], 1);
+    assert_eq!(env.source_status("et-open")["last_sequence"], 4);
 }
 
 // ----- finding 15: an unsigned bundle is labelled so -----------------------------------------

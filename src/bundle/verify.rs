@@ -246,7 +246,7 @@ pub fn verify_with(
             Ok(d) => d,
             Err(MediumError::TooLarge { .. }) => {
                 return Err(bad_file(format!(
-                    "is larger than the {} bytes the manifest says",
+                    "size is larger than the {} bytes the manifest says",
                     entry.size
                 )))
             }
