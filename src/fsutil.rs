@@ -225,9 +225,8 @@ pub fn move_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
         Ok(()) => return fsync_dir(&parent_dir(to)),
         Err(e) if is_cross_device(&e) => {}
         Err(e) => {
-            return Err(e).with_context(|| {
-                format!("cannot move {} to {}", from.display(), to.display())
-            })
+            return Err(e)
+                .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))
         }
     }
     let parent = parent_dir(to);
@@ -405,8 +404,11 @@ mod tests {
         }
         // The entry itself, named with or without a trailing slash.
         std::os::unix::fs::symlink(&b, dir.path().join("link")).unwrap();
-        let e = check_no_symlinks(Path::new(&format!("{}/", dir.path().join("link").display())), "")
-            .unwrap_err();
+        let e = check_no_symlinks(
+            Path::new(&format!("{}/", dir.path().join("link").display())),
+            "",
+        )
+        .unwrap_err();
         assert!(matches!(e, MediumError::Symlink(_)), "{e}");
         assert!(matches!(
             open_nofollow(Path::new("/dev/null")),

@@ -19,7 +19,13 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).unwrap();
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .status()
             .map(|s| s.success())
@@ -31,7 +37,10 @@ impl Tmpfs {
             std::env::var_os("CI").is_none(),
             "CI runs as root and must be able to mount a tmpfs"
         );
-        eprintln!("SKIPPED: cannot mount a tmpfs at {} (not root?)", dir.display());
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs at {} (not root?)",
+            dir.display()
+        );
         None
     }
 }

@@ -186,12 +186,7 @@ fn assert_private(dir: &Path) {
     for e in walkdir::WalkDir::new(dir).follow_links(false) {
         let e = e.unwrap();
         let mode = e.metadata().unwrap().permissions().mode() & 0o777;
-        assert_eq!(
-            mode & 0o077,
-            0,
-            "{} has mode {mode:o}",
-            e.path().display()
-        );
+        assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", e.path().display());
     }
 }
 
@@ -232,7 +227,11 @@ fn everything_written_under_work_done_failed_and_the_store_is_private() {
     }
     for f in std::fs::read_dir(env.path("spool")).unwrap() {
         let p = f.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().starts_with("etferry.db") {
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("etferry.db")
+        {
             assert_private(&p);
         }
     }
@@ -365,13 +364,19 @@ fn hostile_inbox_names_are_shown_with_control_characters_escaped() {
             "a forged line: {o:?}"
         );
     }
-    assert!(o.stdout.contains("\\n") && o.stdout.contains("\\x1b"), "{o:?}");
+    assert!(
+        o.stdout.contains("\\n") && o.stdout.contains("\\x1b"),
+        "{o:?}"
+    );
     let reasons: String = files_under(&env.path("spool/failed"))
         .iter()
         .filter(|p| p.to_string_lossy().ends_with(".reason.txt"))
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
-    assert!(!reasons.is_empty() && !reasons.contains('\x1b'), "{reasons:?}");
+    assert!(
+        !reasons.is_empty() && !reasons.contains('\x1b'),
+        "{reasons:?}"
+    );
     assert_eq!(reasons.lines().count(), 1, "{reasons:?}");
 }
 

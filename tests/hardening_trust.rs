@@ -198,7 +198,11 @@ fn wrong_md5_is_rejected_even_for_content_imported_before() {
     let a = drop_file(&env, "hand-1.rules", &data);
     assert_eq!(run_path(&env, &["ingest"], &a).code, Some(0));
     let again = drop_file(&env, "hand-1.rules", &data);
-    drop_file(&env, "hand-1.rules.md5", b"0123456789abcdef0123456789abcdef\n");
+    drop_file(
+        &env,
+        "hand-1.rules.md5",
+        b"0123456789abcdef0123456789abcdef\n",
+    );
     let o = run_path(&env, &["ingest"], &again);
     assert_eq!(o.code, Some(4), "{o:?}");
     assert!(o.stdout.contains("md5"), "{o:?}");
@@ -328,7 +332,10 @@ fn parse_refuses_what_is_not_a_regular_file_and_oversized_input() {
     f.set_len((1 << 30) + 4096).unwrap(); // sparse, just over the 1 GiB cap
     let o = run_bounded(&["parse", big.to_str().unwrap()], 20);
     assert_eq!(o.code, Some(2), "{o:?}");
-    assert!(o.stderr.contains("big.rules") && o.stderr.contains("cap"), "{o:?}");
+    assert!(
+        o.stderr.contains("big.rules") && o.stderr.contains("cap"),
+        "{o:?}"
+    );
 }
 
 #[test]

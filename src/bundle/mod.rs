@@ -15,8 +15,8 @@ pub use keys::{keygen, PublicKey, SigningKey};
 pub use manifest::{bundle_id, listed_files, FileEntry, Manifest, SourceInfo, Upstream, FORMAT};
 pub use publish::{list_bundles, prune, publish};
 pub use verify::{
-    check_created_at, verify, verify_with, BundleError, VerifiedBundle, VerifyOptions, MANIFEST_CAP,
-    SIGNATURE_CAP,
+    check_created_at, verify, verify_with, BundleError, VerifiedBundle, VerifyOptions,
+    MANIFEST_CAP, SIGNATURE_CAP,
 };
 
 /// File name of the manifest inside a bundle.

@@ -288,10 +288,11 @@ fn check_signature(
     manifest_bytes: &[u8],
     trusted: &[PublicKey],
 ) -> Result<(String, String), BundleError> {
-    let sig_text = String::from_utf8(sig_bytes.to_vec()).map_err(|_| BundleError::BadSignatureFile {
-        bundle: bundle.to_string(),
-        reason: "not UTF-8 text".to_string(),
-    })?;
+    let sig_text =
+        String::from_utf8(sig_bytes.to_vec()).map_err(|_| BundleError::BadSignatureFile {
+            bundle: bundle.to_string(),
+            reason: "not UTF-8 text".to_string(),
+        })?;
     // minisign reads the first four lines and ignores the rest: refuse anything after them,
     // so nothing unsigned rides along in the signature file.
     if let Some((n, _)) = sig_text
@@ -310,11 +311,7 @@ fn check_signature(
     }
     // minisign does not check the global signature's length and panics on a short one (found by
     // the property tests): it must be 64 bytes, 88 base64 characters ending in `==`.
-    let global = sig_text
-        .lines()
-        .nth(3)
-        .map(str::trim)
-        .unwrap_or_default();
+    let global = sig_text.lines().nth(3).map(str::trim).unwrap_or_default();
     let b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
     if global.len() != 88 || !global.ends_with("==") || !global[..86].chars().all(b64) {
         return Err(BundleError::BadSignatureFile {
@@ -381,8 +378,8 @@ pub fn check_created_at(m: &Manifest, now: DateTime<Utc>) -> Result<(), String> 
 mod tests {
     use super::super::*;
     use super::*;
-    use std::fs;
     use crate::secret::Secret;
+    use std::fs;
 
     fn source() -> SourceInfo {
         SourceInfo {

@@ -73,7 +73,9 @@ pub fn print_outcome(o: &Outcome) {
                 ));
             }
         }
-        Outcome::Heartbeat { source } => say(format!("heartbeat from {source}: no upstream change")),
+        Outcome::Heartbeat { source } => {
+            say(format!("heartbeat from {source}: no upstream change"))
+        }
         Outcome::AlreadyDone => {}
         Outcome::Rejected(r) => say(format!("REJECTED: {r}")),
         Outcome::Held(r) => say(format!("HELD: {r}")),

@@ -318,7 +318,10 @@ mod tests {
         for bad in ["hunter2\nsecond", "hunter2\n\n", "a\rb"] {
             std::fs::write(&p, bad).unwrap();
             let e = read_secret_file(&p).unwrap_err().to_string();
-            assert!(e.contains("more than one line") && !e.contains("hunter2"), "{e}");
+            assert!(
+                e.contains("more than one line") && !e.contains("hunter2"),
+                "{e}"
+            );
         }
     }
 
@@ -326,7 +329,10 @@ mod tests {
     fn clipped_values_show_at_most_200_characters() {
         let long = "y".repeat(5000);
         let c = clip(&long);
-        assert!(c.starts_with(&"y".repeat(200)) && c.contains("4800 more"), "{c}");
+        assert!(
+            c.starts_with(&"y".repeat(200)) && c.contains("4800 more"),
+            "{c}"
+        );
         assert_eq!(clip("short"), "short");
     }
 

@@ -186,13 +186,15 @@ impl Ingestor {
         let id = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| {
-                anyhow::anyhow!("{}: not a bundle directory", safe_name::path(path))
-            })?;
+            .ok_or_else(|| anyhow::anyhow!("{}: not a bundle directory", safe_name::path(path)))?;
         let work = self.cfg.work.join(&id);
         if id.starts_with("archive-") && !path.join(bundle::MANIFEST).exists() {
             // A held bare archive released with `ingest --approve <id or work path>`: its work copy.
-            let dir = if path.is_dir() && !is_link { path } else { &work };
+            let dir = if path.is_dir() && !is_link {
+                path
+            } else {
+                &work
+            };
             if let Some(f) = archive_in(dir) {
                 return self.process_archive(&f, opts);
             }
@@ -296,12 +298,11 @@ impl Ingestor {
             src.to_path_buf()
         } else {
             use super::medium::{copy_bundle, CopyError};
-            let copied = copy_bundle(src, work, self.cfg.limits.max_total_size.0).map_err(
-                |e| match e {
+            let copied =
+                copy_bundle(src, work, self.cfg.limits.max_total_size.0).map_err(|e| match e {
                     CopyError::Refused(r) => Stop::Reject(r),
                     CopyError::Fault(e) => Stop::Fault(e),
-                },
-            )?;
+                })?;
             if !copied.unlisted.is_empty() {
                 say(&format!(
                     "warning: {id}: left on the medium, neither copied nor trusted (the manifest does not list them): {}",

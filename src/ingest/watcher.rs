@@ -34,8 +34,7 @@ fn fingerprint(dir: &Path, require_signature: bool) -> Option<Fingerprint> {
     if let Some(fp) = link_fingerprint(dir) {
         return Some(fp);
     }
-    let mbytes =
-        crate::fsutil::read_medium(dir, MANIFEST, crate::bundle::MANIFEST_CAP).ok()?;
+    let mbytes = crate::fsutil::read_medium(dir, MANIFEST, crate::bundle::MANIFEST_CAP).ok()?;
     let sig = std::fs::metadata(dir.join(SIGNATURE)).ok();
     if require_signature && sig.is_none() {
         return None;
@@ -90,10 +89,7 @@ fn inbox_dirs(inbox: &Path) -> Vec<PathBuf> {
             .map(|e| e.path())
             .collect(),
         Err(e) => {
-            tracing::warn!(
-                "cannot read inbox {}: {e}",
-                crate::safe_name::path(inbox)
-            );
+            tracing::warn!("cannot read inbox {}: {e}", crate::safe_name::path(inbox));
             Vec::new()
         }
     };

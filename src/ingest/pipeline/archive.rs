@@ -8,9 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::Utc;
 
-use super::{
-    diff, md5_beside, say, sha256_hex, Import, Ingestor, Options, Outcome, Stop, Store,
-};
+use super::{diff, md5_beside, say, sha256_hex, Import, Ingestor, Options, Outcome, Stop, Store};
 use crate::fsutil::{self, MediumError};
 use crate::safe_name::escape;
 
@@ -66,16 +64,14 @@ impl Ingestor {
             return self.reject_archive(&name, path, Some(&id), &reason, opts, true);
         }
         // The `.md5` is checked first: a wrong one is exit 4 even for content imported before.
-        let md5_text = match self.check_md5(&name, path, &bytes) {
+        let md5_text = match check_md5(&name, path, &bytes)? {
             Ok(t) => t,
-            Err(Stop::Reject(reason)) => {
+            Err(reason) => {
                 // A linked `.md5` is not followed, so nothing is copied either.
                 let link = std::fs::symlink_metadata(md5_beside(path))
                     .is_ok_and(|m| m.file_type().is_symlink());
                 return self.reject_archive(&name, path, Some(&id), &reason, opts, !link);
             }
-            Err(Stop::Fault(e)) => return Err(e),
-            Err(_) => unreachable!("check_md5 only rejects or faults"),
         };
         let work = self.cfg.work.join(&id);
         if !opts.dry_run {
@@ -131,37 +127,6 @@ impl Ingestor {
                 self.reject_archive(&name, path, Some(&id), &reason, opts, true)
             }
         }
-    }
-
-    /// The `.md5` beside `path` (read without following a link), checked against `bytes`.
-    fn check_md5(&self, name: &str, path: &Path, bytes: &[u8]) -> Result<Option<Vec<u8>>, Stop> {
-        let md5_path = md5_beside(path);
-        let text = match fsutil::open_nofollow(&md5_path)
-            .and_then(|f| fsutil::read_capped(f, &md5_path.display().to_string(), MD5_CAP))
-        {
-            Ok(t) => t,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) if e.is_refusal() => {
-                return Err(Stop::Reject(format!("{name}: {e}; nothing was copied")))
-            }
-            Err(e) => return Err(Stop::Fault(e.into())),
-        };
-        use md5::{Digest, Md5};
-        let actual = hex::encode(Md5::digest(bytes));
-        let Some(expected) = crate::bare::md5_token(&text) else {
-            return Err(Stop::Reject(format!(
-                "{name}: {} holds no md5 (32 hex digits); the archive's md5 is {actual}",
-                md5_path.display()
-            )));
-        };
-        if expected != actual {
-            return Err(Stop::Reject(format!(
-                "{name}: md5 mismatch: the archive's md5 is {actual}, {} says {expected}; \
-                 the copy is damaged or not the file the .md5 was made for",
-                md5_path.display()
-            )));
-        }
-        Ok(Some(text))
     }
 
     fn archive_stages(
@@ -358,6 +323,40 @@ impl Ingestor {
         }
         Ok(Outcome::Rejected(reason))
     }
+}
+
+/// The `.md5` beside `path` (read without following a link), checked against `bytes`: its text,
+/// or `Ok(Err(reason))` to reject the archive; `Err` is a local fault.
+fn check_md5(
+    name: &str,
+    path: &Path,
+    bytes: &[u8],
+) -> anyhow::Result<Result<Option<Vec<u8>>, String>> {
+    let md5_path = md5_beside(path);
+    let text = match fsutil::open_nofollow(&md5_path)
+        .and_then(|f| fsutil::read_capped(f, &md5_path.display().to_string(), MD5_CAP))
+    {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => return Ok(Ok(None)),
+        Err(e) if e.is_refusal() => return Ok(Err(format!("{name}: {e}; nothing was copied"))),
+        Err(e) => return Err(e.into()),
+    };
+    use md5::{Digest, Md5};
+    let actual = hex::encode(Md5::digest(bytes));
+    let Some(expected) = crate::bare::md5_token(&text) else {
+        return Ok(Err(format!(
+            "{name}: {} holds no md5 (32 hex digits); the archive's md5 is {actual}",
+            md5_path.display()
+        )));
+    };
+    if expected != actual {
+        return Ok(Err(format!(
+            "{name}: md5 mismatch: the archive's md5 is {actual}, {} says {expected}; \
+             the copy is damaged or not the file the .md5 was made for",
+            md5_path.display()
+        )));
+    }
+    Ok(Ok(Some(text)))
 }
 
 /// What `process_archive` read off the medium, for the stages.

@@ -43,7 +43,12 @@ impl Ingestor {
     /// Reject what is not copied off the medium (a link, or a different bundle under a done id):
     /// `failed/<id>.reason.txt` says why and the entry stays where it is. A done bundle keeps
     /// its journal row.
-    pub(super) fn reject_in_place(&mut self, id: &str, reason: &str, opts: Options) -> anyhow::Result<Outcome> {
+    pub(super) fn reject_in_place(
+        &mut self,
+        id: &str,
+        reason: &str,
+        opts: Options,
+    ) -> anyhow::Result<Outcome> {
         let reason = escape(reason).into_owned();
         if opts.dry_run {
             return Ok(Outcome::Rejected(reason));
@@ -64,7 +69,11 @@ impl Ingestor {
 
     /// For a bundle whose id is done: `None` when `dir`'s manifest is byte for byte the stored
     /// one (or none was recorded), else why it is refused.
-    pub(super) fn differs_from_stored(&self, id: &str, dir: &Path) -> anyhow::Result<Option<String>> {
+    pub(super) fn differs_from_stored(
+        &self,
+        id: &str,
+        dir: &Path,
+    ) -> anyhow::Result<Option<String>> {
         let Some(stored) = self.store.manifest_sha256(id)? else {
             return Ok(None);
         };
