@@ -123,6 +123,16 @@ fn symlinked_subdirectory_is_refused_by_verify_dry_run_and_ingest_alike() {
     assert_eq!(i.code, Some(4), "ingest: {i:?}");
     assert!(i.stdout.contains("symbolic link"), "{i:?}");
     assert_eq!(env.status()["sources"].as_array().unwrap().len(), 0);
+    // Nothing half-copied is left behind in work/ or failed/.
+    for sub in ["spool/work", "spool/failed"] {
+        let left: Vec<_> = std::fs::read_dir(env.path(sub))
+            .map(|rd| rd.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.iter().all(|n| n.to_string_lossy().ends_with(".reason.txt")),
+            "{sub}: {left:?}"
+        );
+    }
 }
 
 #[test]

@@ -62,11 +62,38 @@ pub fn copy_bundle(src: &Path, dest: &Path, max_total: u64) -> Result<Copied, Co
     fsutil::create_private_dir(&tmp)
         .map_err(|e| CopyError::fault(e, format!("cannot create {}", tmp.display())))?;
 
+    // A refused or failed copy leaves no half-copied directory behind.
+    let listed = match copy_listed(src, &tmp, &name, max_total) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    let unlisted = unlisted_entries(src, &listed);
+    if dest.exists() {
+        std::fs::remove_dir_all(dest)
+            .map_err(|e| CopyError::fault(e, format!("cannot remove {}", dest.display())))?;
+    }
+    std::fs::rename(&tmp, dest)
+        .map_err(|e| CopyError::fault(e, format!("cannot move {} into place", tmp.display())))?;
+    fsutil::fsync_dir(parent).map_err(CopyError::Fault)?;
+    Ok(Copied { unlisted })
+}
+
+/// Copy the manifest, the signature and the files the manifest lists from `src` into `tmp`;
+/// returns every name copied or considered (for the unlisted warning).
+fn copy_listed(
+    src: &Path,
+    tmp: &Path,
+    name: &str,
+    max_total: u64,
+) -> Result<BTreeSet<String>, CopyError> {
     let mut listed = BTreeSet::new();
     for (file, cap) in [(MANIFEST, MANIFEST_CAP), (SIGNATURE, SIGNATURE_CAP)] {
         listed.insert(file.to_string());
         match fsutil::read_medium(src, file, cap) {
-            Ok(data) => write(&tmp, file, &data)?,
+            Ok(data) => write(tmp, file, &data)?,
             // Verification names what is missing (or takes an unsigned bundle where allowed).
             Err(e) if e.is_not_found() => {}
             // Over its cap: not copied; verification says so from the medium's side.
@@ -76,7 +103,7 @@ pub fn copy_bundle(src: &Path, dest: &Path, max_total: u64) -> Result<Copied, Co
                     crate::safe_name::escape(&what)
                 )))
             }
-            Err(e) => return Err(CopyError::medium(&name, e)),
+            Err(e) => return Err(CopyError::medium(name, e)),
         }
     }
     let files = std::fs::read(tmp.join(MANIFEST))
@@ -95,7 +122,7 @@ pub fn copy_bundle(src: &Path, dest: &Path, max_total: u64) -> Result<Copied, Co
             continue;
         }
         match fsutil::read_medium(src, &f.path, f.size) {
-            Ok(data) => write(&tmp, &f.path, &data)?,
+            Ok(data) => write(tmp, &f.path, &data)?,
             Err(e) if e.is_not_found() => {}
             Err(MediumError::TooLarge { .. }) => {
                 return Err(CopyError::Refused(format!(
@@ -104,18 +131,10 @@ pub fn copy_bundle(src: &Path, dest: &Path, max_total: u64) -> Result<Copied, Co
                     f.size
                 )))
             }
-            Err(e) => return Err(CopyError::medium(&name, e)),
+            Err(e) => return Err(CopyError::medium(name, e)),
         }
     }
-    let unlisted = unlisted_entries(src, &listed);
-    if dest.exists() {
-        std::fs::remove_dir_all(dest)
-            .map_err(|e| CopyError::fault(e, format!("cannot remove {}", dest.display())))?;
-    }
-    std::fs::rename(&tmp, dest)
-        .map_err(|e| CopyError::fault(e, format!("cannot move {} into place", tmp.display())))?;
-    fsutil::fsync_dir(parent).map_err(CopyError::Fault)?;
-    Ok(Copied { unlisted })
+    Ok(listed)
 }
 
 fn write(tmp: &Path, rel: &str, data: &[u8]) -> Result<(), CopyError> {

@@ -188,23 +188,19 @@ impl Ingestor {
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| anyhow::anyhow!("{}: not a bundle directory", safe_name::path(path)))?;
         let work = self.cfg.work.join(&id);
-        if id.starts_with("archive-") && !path.join(bundle::MANIFEST).exists() {
-            // A held bare archive released with `ingest --approve <id or work path>`: its work copy.
-            let dir = if path.is_dir() && !is_link {
-                path
-            } else {
-                &work
-            };
-            if let Some(f) = archive_in(dir) {
-                return self.process_archive(&f, opts);
-            }
-        }
         if is_link {
             let reason = format!(
                 "{id}: {} is a symbolic link; links on the medium are never followed, nothing was copied",
                 path.display()
             );
             return self.reject_in_place(&id, &reason, opts);
+        }
+        if id.starts_with("archive-") && !path.join(bundle::MANIFEST).exists() {
+            // A held bare archive released with `ingest --approve <id or work path>`: its work copy.
+            let dir = if path.is_dir() { path } else { &work };
+            if let Some(f) = archive_in(dir) {
+                return self.process_archive(&f, opts);
+            }
         }
         let row = self.store.bundle(&id)?;
         if !opts.dry_run {
