@@ -109,3 +109,11 @@ impl Manifest {
         self.unchanged_since.is_some()
     }
 }
+
+/// The files an unverified manifest lists, to know what to copy off the medium before the
+/// signature is checked. Nothing here is trusted: verification reads the manifest again.
+pub fn listed_files(manifest_bytes: &[u8]) -> Option<Vec<FileEntry>> {
+    serde_json::from_slice::<Manifest>(manifest_bytes)
+        .ok()
+        .map(|m| m.files)
+}

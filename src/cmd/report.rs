@@ -49,8 +49,11 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let Some(json) = row.report.as_deref() else {
         let why = row.reason.as_deref().unwrap_or("");
         println!(
-            "{}: {} ({}) {why}: no change report",
-            row.id, row.status, row.stage
+            "{}",
+            escape(&format!(
+                "{}: {} ({}) {why}: no change report",
+                row.id, row.status, row.stage
+            ))
         );
         return Ok(Exit::Ok);
     };
@@ -59,7 +62,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(Exit::Ok);
     }
-    println!("{}", report.summary());
+    // Ids, file names and messages come from the medium: control characters are escaped.
+    println!("{}", escape(&report.summary()));
     for (title, list) in [
         ("added", &report.added),
         ("removed", &report.removed),
@@ -69,7 +73,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         println!("{title}: {}", list.len());
         let shown = args.limit.unwrap_or(usize::MAX).min(list.len());
         for e in &list[..shown] {
-            println!("  {}", line(e));
+            println!("  {}", escape(&line(e)));
         }
         if shown < list.len() {
             println!(
@@ -81,6 +85,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     }
     Ok(Exit::Ok)
 }
+
+use crate::safe_name::escape;
 
 fn line(e: &Entry) -> String {
     format!(

@@ -66,6 +66,11 @@ pub struct WatchConfig {
     /// Maps dropped file names to sources (first match wins).
     #[serde(default)]
     pub archive_sources: Vec<crate::bare::ArchiveSource>,
+    /// A signed bundle whose sequence is more than this above the source's last one is held
+    /// until `ingest --approve` (a DMZ fetching every 15 minutes with heartbeats reaches 10000
+    /// only after about 100 days without a carried bundle).
+    #[serde(default = "max_sequence_jump")]
+    pub max_sequence_jump: u64,
 }
 
 /// One of the six ThreatQ status names, checked when the config is read.
@@ -79,7 +84,8 @@ impl<'de> Deserialize<'de> for Status {
             Ok(Status(s))
         } else {
             Err(serde::de::Error::custom(format!(
-                "unknown status {s:?}; allowed: {}",
+                "unknown status {:?}; allowed: {}",
+                crate::config::clip(&s),
                 STATUSES.join(", ")
             )))
         }
@@ -207,6 +213,9 @@ fn thirty_s() -> Dur {
 fn five_s() -> Dur {
     Dur(std::time::Duration::from_secs(5))
 }
+fn max_sequence_jump() -> u64 {
+    10_000
+}
 fn max_members() -> usize {
     10_000
 }
@@ -263,7 +272,56 @@ impl WatchConfig {
                 "config {file}, key `rescan_interval`: must be more than 0s"
             )));
         }
+        c.check_ranges(path)?;
         Ok(c)
+    }
+
+    /// Values that parse but make no sense (no members allowed, a debounce of years) are config
+    /// errors that give the allowed range.
+    fn check_ranges(&self, path: &Path) -> anyhow::Result<()> {
+        use crate::config::check_range;
+        let l = &self.limits;
+        check_range(path, "limits.max_members", l.max_members, 1, 10_000_000)?;
+        let size = |k: &str, v: ByteSize| -> anyhow::Result<()> {
+            if v.0 == 0 || v.0 > 64 << 30 {
+                return Err(usage(format!(
+                    "config {}, key `{k}`: {} bytes is not between 1 byte and 64 GiB",
+                    path.display(),
+                    v.0
+                )));
+            }
+            Ok(())
+        };
+        size("limits.max_member_size", l.max_member_size)?;
+        size("limits.max_total_size", l.max_total_size)?;
+        let dur = |k: &str, v: Dur, max: std::time::Duration, max_text: &str| {
+            if v.get() > max {
+                return Err(usage(format!(
+                    "config {}, key `{k}`: {v} is not between 0s and {max_text}",
+                    path.display()
+                )));
+            }
+            Ok(())
+        };
+        dur(
+            "debounce",
+            self.debounce,
+            std::time::Duration::from_secs(3600),
+            "1h",
+        )?;
+        dur(
+            "rescan_interval",
+            self.rescan_interval,
+            std::time::Duration::from_secs(86_400),
+            "1day",
+        )?;
+        check_range(
+            path,
+            "max_sequence_jump",
+            self.max_sequence_jump,
+            1,
+            1_000_000_000_000,
+        )
     }
 
     /// The archive limits for the parser's archive reader.
