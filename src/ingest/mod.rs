@@ -5,6 +5,7 @@
 pub mod config;
 pub mod diff;
 pub mod gate;
+pub mod inbox;
 pub mod payload;
 pub mod pipeline;
 pub mod watcher;

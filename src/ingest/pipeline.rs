@@ -206,6 +206,15 @@ impl Ingestor {
                 path.display()
             )));
         };
+        if !super::inbox::is_bundle_dir(&source_dir) {
+            // A folder is not a broken bundle: rejecting it would move it (an inbox, a medium
+            // full of good bundles) into failed/. `ingest` expands folders before this point.
+            return Err(crate::exit::usage(format!(
+                "{}: not a bundle ({} is missing); nothing was moved",
+                path.display(),
+                bundle::MANIFEST
+            )));
+        }
         match self.run_stages(&id, &source_dir, &work, opts) {
             Ok(o) => Ok(o),
             Err(Stop::Abandon) => Ok(Outcome::Abandoned),
