@@ -23,7 +23,7 @@ pub struct Cli {
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
-    /// Config file, or a directory holding fetch.yaml / watch.yaml (default: config/)
+    /// Config file, or a directory holding fetch.yaml / watch.yaml (default: $ETFERRY_CONFIG, else ./config if it exists, else /etc/etferry)
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE|DIR")]
     pub config: Option<PathBuf>,
     /// Also write logs to a daily-rotated file in DIR

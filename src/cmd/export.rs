@@ -2,7 +2,7 @@
 //! ThreatQ (e.g. after ThreatQ was down), or everything again for a new instance.
 
 use crate::cli::Global;
-use crate::config::{base_dir, locate};
+use crate::config::locate;
 use crate::exit::{usage, Exit};
 use crate::fsutil::RunLock;
 use crate::ingest::pipeline::lock_path;
@@ -10,6 +10,7 @@ use crate::ingest::WatchConfig;
 use crate::sinks::threatq::{plan, ThreatQSink};
 use crate::sinks::{ExportOutcome, Sink};
 use crate::store::Store;
+use std::path::Path;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -58,7 +59,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
 
-    let mut sink = ThreatQSink::connect(&tq, &base_dir(&path))?;
+    // WatchConfig::load made the sink's paths absolute: resolve nothing a second time.
+    let mut sink = ThreatQSink::connect(&tq, Path::new("."))?;
     sink.require_statuses(&policy.statuses_in_use())?;
     if args.resend_all {
         // Forget what this instance confirmed; every current rule becomes pending again.

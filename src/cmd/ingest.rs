@@ -59,6 +59,8 @@ fn expand(args: &Args, cfg: &WatchConfig) -> anyhow::Result<Vec<PathBuf>> {
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
     let cfg = WatchConfig::load(&path)?;
+    // A broken key or password file fails every run, also one with nothing to do (cron).
+    cfg.check_files()?;
     let todo = expand(&args, &cfg)?;
     if todo.is_empty() {
         let what = match &args.bundles[..] {

@@ -117,13 +117,7 @@ impl Ingestor {
     /// Open the store (taking the run lock beside it) and load the trusted keys.
     pub fn open(cfg: WatchConfig) -> anyhow::Result<Ingestor> {
         let lock = RunLock::acquire(&lock_path(&cfg.store))?;
-        let mut keys = Vec::new();
-        for k in &cfg.trusted_keys {
-            keys.push(
-                PublicKey::load(k)
-                    .with_context(|| format!("cannot load trusted key {}", k.display()))?,
-            );
-        }
+        let keys = cfg.load_trusted_keys()?;
         let store = Store::open(&cfg.store)?;
         let sinks = cfg.sinks.build(&cfg.export_policy())?;
         Ok(Ingestor {

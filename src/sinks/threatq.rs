@@ -277,6 +277,17 @@ impl ThreatQConfig {
         }
     }
 
+    /// The password from `password_file` (relative to `config_dir` unless `resolve_paths` made
+    /// it absolute) or `password_env`; `connect` and `config check` read it the same way.
+    pub fn read_password(&self, config_dir: &Path) -> anyhow::Result<Secret> {
+        match (&self.password_file, &self.password_env) {
+            (Some(f), _) => read_secret_file(&resolve(config_dir, f))
+                .map_err(|e| usage(format!("sinks.threatq.password_file: {e:#}"))),
+            (None, Some(v)) => read_secret_env(v),
+            (None, None) => Err(usage("sinks.threatq: no password configured")),
+        }
+    }
+
     fn attr_name<'a>(&'a self, default: &'a str) -> &'a str {
         self.attributes
             .get(default)
@@ -1098,12 +1109,7 @@ impl ThreatQSink {
     /// `config_dir`. Bad settings, refused credentials and a missing type are config errors.
     pub fn connect(cfg: &ThreatQConfig, config_dir: &Path) -> anyhow::Result<ThreatQSink> {
         let base = cfg.validate()?;
-        let password = match (&cfg.password_file, &cfg.password_env) {
-            (Some(f), _) => read_secret_file(&resolve(config_dir, f))
-                .map_err(|e| usage(format!("sinks.threatq.password_file: {e:#}")))?,
-            (None, Some(v)) => read_secret_env(v)?,
-            (None, None) => return Err(usage("sinks.threatq: no password configured")),
-        };
+        let password = cfg.read_password(config_dir)?;
         let mut builder = Client::builder()
             .timeout(cfg.timeout.get())
             .connect_timeout(cfg.timeout.get().min(Duration::from_secs(30)))
