@@ -69,20 +69,16 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             .execute("DELETE FROM exports WHERE sink = ?1", ["threatq"])?;
     }
     let items = store.pending_exports("threatq", &policy)?;
+    let started = std::time::Instant::now();
     let out = if items.is_empty() {
         ExportOutcome::default()
     } else {
         sink.export(&items)?
     };
     store.record_export(sink.name(), &items, &out)?;
-    let st = sink.stats();
     println!(
-        "threatq: {} changes pending, {} confirmed, {} failed (still pending); {} requests, {} signatures sent",
-        items.len(),
-        out.confirmed.len(),
-        out.failed.len(),
-        st.requests,
-        st.signatures_sent
+        "{}",
+        crate::sinks::summary_line(sink.name(), Some(&out), items.len(), started.elapsed())
     );
     for (_, why) in out.failed.iter().take(10) {
         println!("  failed: {why}");

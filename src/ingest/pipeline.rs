@@ -869,10 +869,31 @@ impl Ingestor {
         for sink in self.sinks.iter_mut() {
             let name = sink.name().to_string();
             let items = self.store.pending_exports(&name, &policy)?;
+            let started = std::time::Instant::now();
             if items.is_empty() {
+                println!(
+                    "{}",
+                    crate::sinks::summary_line(
+                        &name,
+                        Some(&Default::default()),
+                        0,
+                        started.elapsed()
+                    )
+                );
                 continue;
             }
-            match sink.export(&items) {
+            let result = sink.export(&items);
+            // One line per sink and run, terminal or not: an upload is never silent.
+            println!(
+                "{}",
+                crate::sinks::summary_line(
+                    &name,
+                    result.as_ref().ok(),
+                    items.len(),
+                    started.elapsed()
+                )
+            );
+            match result {
                 Ok(outcome) => {
                     if !outcome.failed.is_empty() {
                         exit = Exit::Partial;

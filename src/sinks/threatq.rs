@@ -1512,12 +1512,14 @@ impl Sink for ThreatQSink {
     }
 
     fn export(&mut self, items: &[ExportItem]) -> anyhow::Result<ExportOutcome> {
+        let before = self.stats();
         let mut states: Vec<ItemState> = (0..items.len()).map(|_| ItemState::default()).collect();
         let entries = self.entries(items, &mut states);
         let batches: Vec<&[Entry]> = entries.chunks(self.cfg.batch_size.max(1)).collect();
         let bar = crate::progress::count(entries.len() as u64, "sending to ThreatQ");
         let states = Mutex::new(states);
         let stop = AtomicBool::new(false);
+        let batches_done = AtomicUsize::new(0);
         let auth_error: Mutex<Option<String>> = Mutex::new(None);
         let note_auth = |e: CallError| {
             stop.store(true, Ordering::SeqCst);
@@ -1534,6 +1536,16 @@ impl Sink for ThreatQSink {
                 note_auth(e);
             }
             bar.inc(batches[b].len() as u64);
+            // Without a bar (service, cron, pipe) the log shows that a long upload moves.
+            let done = batches_done.fetch_add(1, Ordering::SeqCst) + 1;
+            if bar.is_hidden() && (done % 10 == 0 || done == batches.len()) {
+                tracing::info!(
+                    "ThreatQ: {done} of {} batches sent ({} of {} signatures)",
+                    batches.len(),
+                    crate::sinks::thousands(bar.position()),
+                    crate::sinks::thousands(entries.len() as u64)
+                );
+            }
         });
         bar.finish();
 
@@ -1578,7 +1590,12 @@ impl Sink for ThreatQSink {
             .into_inner()
             .map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
         let auth = auth_error.into_inner().ok().flatten();
-        let mut out = ExportOutcome::default();
+        let after = self.stats();
+        let mut out = ExportOutcome {
+            requests: after.requests.saturating_sub(before.requests),
+            sent: after.signatures_sent.saturating_sub(before.signatures_sent),
+            ..ExportOutcome::default()
+        };
         for (i, s) in states.into_iter().enumerate() {
             match (&s.error, s.outstanding, s.id) {
                 (None, 0, Some(_)) => out.confirmed.push(i),
