@@ -22,7 +22,9 @@ fn systemd_units_pass_systemd_analyze_verify() {
             std::env::var("CI").map_or(true, |v| v.is_empty()),
             "systemd-analyze is missing on CI (.ci/run installs the systemd package)"
         );
-        eprintln!("SKIPPED: systemd-analyze is not installed on this machine (apt-get install systemd)");
+        eprintln!(
+            "SKIPPED: systemd-analyze is not installed on this machine (apt-get install systemd)"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -74,10 +76,7 @@ fn units_are_hardened_and_systemd_creates_their_directories() {
         ] {
             assert!(text.contains(key), "{unit}: missing {key}");
         }
-        let exec = text
-            .lines()
-            .find(|l| l.starts_with("ExecStart="))
-            .unwrap();
+        let exec = text.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
         assert!(exec.contains(&format!("-c {config}")), "{unit}: {exec}");
     }
     let text = std::fs::read_to_string(scripts().join("etferry-watch.service")).unwrap();
@@ -117,11 +116,18 @@ fn shipped_configs_units_crontab_and_carry_use_one_layout() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let w = etferry::ingest::WatchConfig::load(&root.join("config/watch.yaml")).unwrap();
     for p in [&w.inbox, &w.work, &w.done, &w.failed, &w.store] {
-        assert!(p.starts_with("/var/lib/etferry"), "watch.yaml: {}", p.display());
+        assert!(
+            p.starts_with("/var/lib/etferry"),
+            "watch.yaml: {}",
+            p.display()
+        );
     }
     let fetch = std::fs::read_to_string(root.join("config/fetch.yaml")).unwrap();
     assert!(fetch.contains("spool: /var/lib/etferry/outbox"), "{fetch}");
-    assert!(fetch.contains("state: /var/lib/etferry/fetch-state"), "{fetch}");
+    assert!(
+        fetch.contains("state: /var/lib/etferry/fetch-state"),
+        "{fetch}"
+    );
     let mut files = vec![
         "config/fetch.yaml",
         "config/watch.yaml",
@@ -135,7 +141,12 @@ fn shipped_configs_units_crontab_and_carry_use_one_layout() {
     }
     for f in files {
         let text = std::fs::read_to_string(root.join(f)).unwrap();
-        for old in ["../spool", "spool/inbox", "MOUNT/etferry/", "/var/lib/etferry/spool"] {
+        for old in [
+            "../spool",
+            "spool/inbox",
+            "MOUNT/etferry/",
+            "/var/lib/etferry/spool",
+        ] {
             assert!(!text.contains(old), "{f} still names {old}");
         }
     }
