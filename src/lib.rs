@@ -13,6 +13,7 @@ pub mod exit;
 pub mod fetch;
 pub mod fsutil;
 pub mod ingest;
+pub mod owner;
 pub mod progress;
 pub mod rules;
 pub mod secret;
