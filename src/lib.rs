@@ -12,6 +12,7 @@ pub mod demo;
 pub mod exit;
 pub mod fetch;
 pub mod fsutil;
+pub mod human;
 pub mod ingest;
 pub mod owner;
 pub mod progress;

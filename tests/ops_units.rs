@@ -156,3 +156,28 @@ fn shipped_configs_units_crontab_and_carry_use_one_layout() {
     assert!(!ingest.contains("inbox/*"), "{ingest}");
     assert!(ingest.contains("-c /etc/etferry/watch.yaml"), "{ingest}");
 }
+
+#[test]
+fn help_groups_commands_by_host_and_shows_the_workflow() {
+    let o = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8(o.stdout).unwrap();
+    for (cmd, host) in [
+        ("fetch", "DMZ:"),
+        ("keygen", "DMZ:"),
+        ("watch", "Air-gapped:"),
+        ("ingest", "Air-gapped:"),
+        ("report", "Air-gapped:"),
+        ("init", "Both:"),
+        ("verify", "Both:"),
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+            .unwrap_or_else(|| panic!("{cmd} missing in\n{help}"));
+        assert!(line.contains(host), "{line}");
+    }
+    assert!(
+        help.contains("Workflow") && help.contains("scripts/carry.sh"),
+        "{help}"
+    );
+}

@@ -119,6 +119,7 @@ impl Ingestor {
         let lock = RunLock::acquire(&lock_path(&cfg.store))?;
         let keys = cfg.load_trusted_keys()?;
         let store = Store::open(&cfg.store)?;
+        store.mark_run_start()?;
         let sinks = cfg.sinks.build(&cfg.export_policy())?;
         Ok(Ingestor {
             cfg,

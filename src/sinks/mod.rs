@@ -81,18 +81,7 @@ pub fn summary_line(
     )
 }
 
-/// `24827` → `24,827`: counts people read at a glance.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::human::thousands;
 
 #[cfg(test)]
 mod tests {
