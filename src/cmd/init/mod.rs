@@ -77,6 +77,9 @@ pub struct Args {
     /// Status for rules ET ships disabled
     #[arg(long)]
     pub non_standard_status: Option<String>,
+    /// Base URL of an internal mirror of the ET servers, for every source (default: ET's own)
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
     /// ET Pro: read the oinkcode at run time from this environment variable instead of a file
     #[arg(long)]
     pub oinkcode_env: Option<String>,
@@ -362,6 +365,7 @@ fn dmz_side(
             ruleset: r.clone(),
             engine,
             oinkcode_line,
+            base_url: args.base_url.clone(),
         });
     }
 

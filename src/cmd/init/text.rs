@@ -61,6 +61,7 @@ pub struct SourceText {
     pub ruleset: String,
     pub engine: Option<String>,
     pub oinkcode_line: Option<String>,
+    pub base_url: Option<String>,
 }
 
 pub fn fetch_yaml(state: &str, encrypted_key: bool, sources: &[SourceText]) -> String {
@@ -78,6 +79,9 @@ pub fn fetch_yaml(state: &str, encrypted_key: bool, sources: &[SourceText]) -> S
         }
         if let Some(o) = &src.oinkcode_line {
             s.push_str(&format!("    {o}\n"));
+        }
+        if let Some(u) = &src.base_url {
+            s.push_str(&format!("    base_url: {}\n", yaml_str(u)));
         }
     }
     let password = if encrypted_key {
