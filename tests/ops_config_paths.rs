@@ -100,7 +100,8 @@ fn config_check_fails_where_ingest_and_export_fail() {
     let root = tempfile::tempdir().unwrap();
     air_gapped(root.path(), "https://tq.example.org");
     let sq = root.path().join("sq");
-    let faults: Vec<(&str, Box<dyn Fn()>, Box<dyn Fn()>)> = vec![
+    type Change<'a> = Box<dyn Fn() + 'a>;
+    let faults: Vec<(&str, Change, Change)> = vec![
         (
             "missing trusted key",
             Box::new(|| std::fs::remove_file(sq.join("bundle.pub")).unwrap()),

@@ -156,7 +156,7 @@ fn dmz_to_air_gapped_to_the_first_threatq_line_then_a_second_trip() {
     println!("$ cp DMZ/etc/etferry/bundle.pub GAP/etc/etferry/   # only the public key crosses\n");
     let s = step(
         "ETFERRY_CONFIG=GAP/etc/etferry etferry config check --online",
-        &mut etferry(&["config", "check", "--online"]).env("ETFERRY_CONFIG", &gap_etc),
+        etferry(&["config", "check", "--online"]).env("ETFERRY_CONFIG", &gap_etc),
         None,
     );
     assert_eq!(s.code, Some(0), "{}", s.out);

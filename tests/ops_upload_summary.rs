@@ -65,7 +65,7 @@ fn ingest_without_a_terminal_prints_one_threatq_line_and_logs_progress_every_10_
         .collect();
     assert_eq!(
         progress.len(),
-        batches / 10 + usize::from(batches % 10 != 0),
+        batches / 10 + usize::from(!batches.is_multiple_of(10)),
         "{}",
         o.stderr
     );

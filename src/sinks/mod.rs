@@ -83,6 +83,14 @@ pub fn summary_line(
 
 pub use crate::human::thousands;
 
+/// A destination for rule changes.
+pub trait Sink {
+    /// Stable name used for the per-sink export state in the store (e.g. `threatq`).
+    fn name(&self) -> &str;
+    /// Send `items`; return which were confirmed. An `Err` means nothing was confirmed.
+    fn export(&mut self, items: &[ExportItem]) -> anyhow::Result<ExportOutcome>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,12 +119,4 @@ mod tests {
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(thousands(999), "999");
     }
-}
-
-/// A destination for rule changes.
-pub trait Sink {
-    /// Stable name used for the per-sink export state in the store (e.g. `threatq`).
-    fn name(&self) -> &str;
-    /// Send `items`; return which were confirmed. An `Err` means nothing was confirmed.
-    fn export(&mut self, items: &[ExportItem]) -> anyhow::Result<ExportOutcome>;
 }

@@ -1538,7 +1538,7 @@ impl Sink for ThreatQSink {
             bar.inc(batches[b].len() as u64);
             // Without a bar (service, cron, pipe) the log shows that a long upload moves.
             let done = batches_done.fetch_add(1, Ordering::SeqCst) + 1;
-            if bar.is_hidden() && (done % 10 == 0 || done == batches.len()) {
+            if bar.is_hidden() && (done.is_multiple_of(10) || done == batches.len()) {
                 tracing::info!(
                     "ThreatQ: {done} of {} batches sent ({} of {} signatures)",
                     batches.len(),
