@@ -12,7 +12,7 @@ use crate::exit::{exit_for, Exit};
 
 /// Carry Emerging Threats IDS rulesets across an air gap into ThreatQ.
 #[derive(Debug, Parser)]
-#[command(name = "etferry", version, about, propagate_version = true)]
+#[command(name = "etferry", version, about, propagate_version = true, after_help = WORKFLOW)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -23,7 +23,7 @@ pub struct Cli {
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
-    /// Config file, or a directory holding fetch.yaml / watch.yaml (default: config/)
+    /// Config file, or a directory holding fetch.yaml / watch.yaml (default: $ETFERRY_CONFIG, else ./config if it exists, else /etc/etferry)
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE|DIR")]
     pub config: Option<PathBuf>,
     /// Also write logs to a daily-rotated file in DIR
@@ -47,44 +47,59 @@ pub enum LogFormat {
 }
 
 // Boxing the big variants would only add noise: the enum is built once per process.
+// Listed in the order of the workflow, grouped by the host each runs on; every line names it.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Parse rule files, directories or archives and summarise them
-    Parse(cmd::parse::Args),
-    /// Mirror the configured ET rulesets into signed bundles in the spool (DMZ side)
+    /// DMZ: mirror the configured ET rulesets into signed bundles in the outbox (timer or cron)
     Fetch(cmd::fetch::Args),
-    /// Create a minisign key pair for signing bundles
+    /// DMZ: create the minisign key pair that signs bundles
     Keygen(cmd::keygen::Args),
-    /// Check bundles (signature, manifest, sizes, sha256, expiry) or signed files (FILE.minisig)
-    Verify(cmd::verify::Args),
-    /// Sign files (e.g. a release's SHA256SUMS) with the bundle key: FILE.minisig (DMZ side)
+    /// DMZ: sign files (e.g. a release's SHA256SUMS) with the bundle key: FILE.minisig
     Sign(cmd::sign::Args),
-    /// Verify, parse, diff and store bundles once (air-gapped side)
-    Ingest(cmd::ingest::Args),
-    /// Watch the inbox and ingest bundles as they arrive (service)
+    /// Air-gapped: watch the inbox and ingest bundles as they arrive (the service)
     Watch(cmd::watch::Args),
-    /// Per-source state of the embedded store
+    /// Air-gapped: verify, parse, diff, store and send bundles, archives or folders of them once (no path: the inbox)
+    Ingest(cmd::ingest::Args),
+    /// Air-gapped: per-source state of the embedded store
     Status(cmd::status::Args),
-    /// The per-SID change report of an ingested bundle
+    /// Air-gapped: the per-SID change report of the last run's bundles, or of one bundle
     Report(cmd::report::Args),
-    /// Query the rules in the embedded store
+    /// Air-gapped: query the rules in the embedded store
     Rules(cmd::rules::Args),
-    /// Send pending changes to a sink
+    /// Air-gapped: send pending changes to a sink (e.g. after ThreatQ was down)
     Export(cmd::export::Args),
-    /// Recover a source whose sequence was pushed too far (`sequence reset SOURCE --to N`)
+    /// Air-gapped: recover a source whose sequence was pushed too far (`sequence reset SOURCE --to N`)
     Sequence(cmd::sequence::Args),
-    /// Write a config interactively (or from piped answers)
+    /// Both: write the configs of this host interactively (or from flags and piped answers)
     Init(cmd::init::Args),
-    /// Check configuration files
+    /// Both: check configuration files (--online: ThreatQ login, upstream URLs)
     Config(cmd::config::Args),
-    /// Run the whole pipeline offline on the bundled ET sample
+    /// Both: check bundles (signature, manifest, sizes, sha256, expiry, e.g. on the medium) or signed files (FILE.minisig)
+    Verify(cmd::verify::Args),
+    /// Any host: parse rule files, directories or archives and summarise them
+    Parse(cmd::parse::Args),
+    /// Any host: run the whole pipeline offline on the bundled ET sample
     Demo(cmd::demo::Args),
     /// Print shell completions
     Completions(cmd::completions::Args),
     /// Print the man page
     Man(cmd::completions::ManArgs),
 }
+
+/// The workflow, shown after the command list of `etferry --help`.
+pub const WORKFLOW: &str = "\
+Workflow (docs/deployment.md):
+  DMZ host:
+    etferry init --role fetch     fetch.yaml, signing key, oinkcode in /etc/etferry
+    etferry fetch                 every 4 h (etferry-fetch.timer) into /var/lib/etferry/outbox
+    scripts/carry.sh /media/usb   new bundles onto the medium, verified there
+  air-gapped host:
+    etferry init                  watch.yaml and the ThreatQ password in /etc/etferry
+    etferry watch                 the service (etferry-watch.service); cron: etferry ingest
+    etferry ingest DIR            a medium's folder (e.g. /media/usb/etferry), once
+    etferry status | report | rules | export threatq
+Config: -c FILE|DIR, else $ETFERRY_CONFIG, else ./config if it exists, else /etc/etferry.";
 
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {

@@ -445,6 +445,32 @@ impl Store {
             .optional()?)
     }
 
+    /// Mark the start of an ingest run (one `ingest`, one `watch` scan) in the journal, so that
+    /// `report` can show every bundle of the last run.
+    pub fn mark_run_start(&self) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO journal (bundle, stage, at) VALUES ('', 'run/start', ?1)",
+            [now_text()],
+        )?;
+        Ok(())
+    }
+
+    /// The bundles stored by the last run that stored any, in the order they were stored.
+    pub fn last_run_reports(&self) -> anyhow::Result<Vec<BundleRow>> {
+        let mut st = self.conn.prepare(
+            "WITH last AS (SELECT MAX(id) AS id FROM journal WHERE stage = 'stored/in-progress'),
+                  run AS (SELECT COALESCE(MAX(j.id), 0) AS id FROM journal j, last
+                          WHERE j.stage = 'run/start' AND j.id < last.id),
+                  stored AS (SELECT j.bundle, MAX(j.id) AS at FROM journal j, run
+                             WHERE j.stage = 'stored/in-progress' AND j.id > run.id GROUP BY j.bundle)
+             SELECT b.id, b.source, b.sequence, b.stage, b.status, b.reason, b.updated_at, r.report
+             FROM stored JOIN bundles b ON b.id = stored.bundle JOIN reports r ON r.bundle = b.id
+             WHERE b.status IN ('done', 'stored') ORDER BY stored.at",
+        )?;
+        let rows = st.query_map([], bundle_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Record that `bundle` reached `stage`; `status` is `in-progress`, `done`, `rejected`,
     /// `held` or `failed`.
     pub fn journal(

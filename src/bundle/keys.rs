@@ -26,8 +26,9 @@ impl SigningKey {
     /// The public key beside it (`*.pub`), if present, is used to self-check every signature.
     pub fn load(path: &Path, password: Option<&Secret>) -> anyhow::Result<SigningKey> {
         crate::config::warn_if_world_readable(path);
+        // A missing or unreadable key is a setup problem (exit 2), not a failed run.
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read signing key {}", path.display()))?;
+            .map_err(|e| usage(format!("cannot read signing key {}: {e}", path.display())))?;
         let sk = match password {
             None => minisign::SecretKey::from_unencrypted_box(text.into()).map_err(|e| {
                 usage(format!(

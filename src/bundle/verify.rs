@@ -34,7 +34,7 @@ pub enum BundleError {
     BadSignature { bundle: String, key_id: String },
     #[error("{bundle}: manifest is invalid: {reason}")]
     BadManifest { bundle: String, reason: String },
-    #[error("{bundle}: expired at {expires_at} (now {now}); ask the DMZ side for a fresh bundle")]
+    #[error("{bundle}: expired at {} (now {}); ask the DMZ side for a fresh bundle", crate::human::time(.expires_at), crate::human::time(.now))]
     Expired {
         bundle: String,
         expires_at: DateTime<Utc>,

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::Global;
-use crate::config::base_dir;
 use crate::exit::{exit_for, usage, Exit};
 use crate::fetch::config::{FetchConfig, Source};
 use crate::fetch::http::{Failure, Http, Kind};
@@ -20,7 +19,7 @@ pub struct Args {
     /// What to do: `check`
     #[arg(value_parser = ["check"])]
     pub action: String,
-    /// Config file (default: -c, else config/fetch.yaml and config/watch.yaml)
+    /// Config file (default: -c, else $ETFERRY_CONFIG, ./config or /etc/etferry: its fetch.yaml and watch.yaml)
     pub file: Option<PathBuf>,
     /// Also test the connections: ThreatQ login (watch.yaml), upstream URLs (fetch.yaml)
     #[arg(long)]
@@ -66,6 +65,8 @@ fn check(path: &Path, online: bool) -> anyhow::Result<Exit> {
         // FetchConfig::load warns about a world-readable file itself.
         Role::Fetch => {
             let cfg = FetchConfig::load(path)?;
+            // What `fetch` loads before its first download.
+            cfg.load_signing_key()?;
             println!(
                 "{}: OK (fetch.yaml, {} source(s))",
                 path.display(),
@@ -78,6 +79,8 @@ fn check(path: &Path, online: bool) -> anyhow::Result<Exit> {
         Role::Watch => {
             crate::config::warn_if_world_readable(path);
             let cfg = WatchConfig::load(path)?;
+            // What `ingest`, `watch` and `export` load before the first bundle.
+            cfg.check_files()?;
             let sinks = cfg.sinks.names();
             println!(
                 "{}: OK (watch.yaml, rulesets {}, sinks: {})",
@@ -110,7 +113,7 @@ fn online_watch(path: &Path, cfg: &WatchConfig) -> Exit {
     tq.retry.attempts = 1;
     let policy = cfg.export_policy();
     let statuses = policy.statuses_in_use();
-    let connected = ThreatQSink::connect(&tq, &base_dir(path)).and_then(|sink| {
+    let connected = ThreatQSink::connect(&tq, Path::new(".")).and_then(|sink| {
         sink.require_statuses(&statuses)?;
         Ok(sink)
     });
@@ -236,20 +239,23 @@ fn online_fetch(path: &Path, cfg: &FetchConfig) -> anyhow::Result<Exit> {
 
 /// Check one file, or both default configs.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
-    let files: Vec<PathBuf> = match (args.file, &g.config) {
-        (Some(f), _) => vec![f],
-        (None, Some(c)) if c.is_dir() => ["fetch.yaml", "watch.yaml"]
-            .iter()
-            .map(|n| c.join(n))
-            .filter(|p| p.exists())
-            .collect(),
-        (None, Some(c)) => vec![c.clone()],
-        (None, None) => ["config/fetch.yaml", "config/watch.yaml"]
-            .iter()
-            .map(PathBuf::from)
-            .filter(|p| p.exists())
-            .collect(),
+    // Absolute once, so relative paths inside resolve the same way the commands resolve them.
+    let files: Vec<PathBuf> = match args.file {
+        Some(f) => vec![f],
+        None => {
+            let c = crate::config::config_arg(g.config.as_deref());
+            if c.is_dir() {
+                ["fetch.yaml", "watch.yaml"]
+                    .iter()
+                    .map(|n| c.join(n))
+                    .filter(|p| p.exists())
+                    .collect()
+            } else {
+                vec![c]
+            }
+        }
     };
+    let files: Vec<PathBuf> = files.iter().map(|f| crate::config::absolute(f)).collect();
     if files.is_empty() {
         return Err(usage(
             "no config file found; give one: etferry config check FILE",
@@ -263,7 +269,13 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         match check(f, args.online) {
             Ok(e) => exit = exit.worst(e),
             Err(e) => {
-                eprintln!("{}: {e:#}", f.display());
+                // Most messages name the file already; say where only when they do not.
+                let msg = format!("{e:#}");
+                if msg.contains(&f.display().to_string()) {
+                    eprintln!("{msg}");
+                } else {
+                    eprintln!("{}: {msg}", f.display());
+                }
                 exit = exit.worst(exit_for(&e));
             }
         }

@@ -3,7 +3,7 @@
 //! `etferry export rules_file|stix [--dry-run]`: rewrite that file from the whole store now.
 
 use crate::cli::Global;
-use crate::config::{base_dir, locate};
+use crate::config::locate;
 use crate::exit::{usage, Exit};
 use crate::fsutil::RunLock;
 use crate::ingest::pipeline::lock_path;
@@ -11,6 +11,7 @@ use crate::ingest::WatchConfig;
 use crate::sinks::threatq::{plan, ThreatQSink};
 use crate::sinks::{ExportOutcome, Sink};
 use crate::store::Store;
+use std::path::Path;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -62,7 +63,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
 
-    let mut sink = ThreatQSink::connect(&tq, &base_dir(&path))?;
+    // WatchConfig::load made the sink's paths absolute: resolve nothing a second time.
+    let mut sink = ThreatQSink::connect(&tq, Path::new("."))?;
     sink.require_statuses(&policy.statuses_in_use())?;
     if args.resend_all {
         // Forget what this instance confirmed; every current rule becomes pending again.
@@ -71,20 +73,16 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             .execute("DELETE FROM exports WHERE sink = ?1", ["threatq"])?;
     }
     let items = store.pending_exports("threatq", &policy)?;
+    let started = std::time::Instant::now();
     let out = if items.is_empty() {
         ExportOutcome::default()
     } else {
         sink.export(&items)?
     };
     store.record_export(sink.name(), &items, &out)?;
-    let st = sink.stats();
     println!(
-        "threatq: {} changes pending, {} confirmed, {} failed (still pending); {} requests, {} signatures sent",
-        items.len(),
-        out.confirmed.len(),
-        out.failed.len(),
-        st.requests,
-        st.signatures_sent
+        "{}",
+        crate::sinks::summary_line(sink.name(), Some(&out), items.len(), started.elapsed())
     );
     for (_, why) in out.failed.iter().take(10) {
         println!("  failed: {why}");

@@ -1,7 +1,12 @@
 //! `etferry ingest`: process bundles once (for cron), or release held ones with `--approve`.
+//! A folder (the inbox, the folder `carry.sh` fills) is taken entry by entry; with no path the
+//! configured inbox is processed once.
+
+use std::path::PathBuf;
 
 use crate::cli::Global;
-use crate::exit::Exit;
+use crate::exit::{usage, Exit};
+use crate::ingest::inbox::{self, Kind};
 use crate::ingest::{Ingestor, Options, Outcome, WatchConfig};
 
 #[derive(Debug, clap::Args)]
@@ -12,21 +17,69 @@ pub struct Args {
     /// Show what would change and be sent, without storing or sending
     #[arg(long)]
     pub dry_run: bool,
-    /// Bundle directories, or bare archive files (with `accept_unsigned_archives: true`)
-    #[arg(required = true)]
-    pub bundles: Vec<std::path::PathBuf>,
+    /// Bundle directories, bare archive files (with `accept_unsigned_archives: true`), or folders
+    /// holding them; none: the configured inbox, once (the cron form)
+    pub bundles: Vec<PathBuf>,
+}
+
+/// The bundles and archives to process, in order. Every path is checked before anything is
+/// processed: one that is neither a bundle, an archive nor a folder of them stops the run with
+/// exit 2 and nothing moved.
+fn expand(args: &Args, cfg: &WatchConfig) -> anyhow::Result<Vec<PathBuf>> {
+    if args.bundles.is_empty() {
+        if args.approve {
+            return Err(usage(
+                "--approve needs the held bundles: etferry ingest --approve BUNDLE_ID…",
+            ));
+        }
+        if !cfg.inbox.exists() {
+            return Ok(Vec::new());
+        }
+    }
+    let targets = if args.bundles.is_empty() {
+        std::slice::from_ref(&cfg.inbox)
+    } else {
+        &args.bundles[..]
+    };
+    let mut out = Vec::new();
+    for t in targets {
+        match inbox::classify(t) {
+            Kind::Bundle | Kind::Archive | Kind::Missing => out.push(t.clone()),
+            Kind::Folder(entries) => {
+                tracing::info!("{}: {} bundle(s) or archive(s)", t.display(), entries.len());
+                out.extend(entries);
+            }
+            Kind::Refused(why) => return Err(usage(why)),
+        }
+    }
+    Ok(out)
 }
 
 /// Run every bundle through the pipeline and exit with the worst outcome.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
     let cfg = WatchConfig::load(&path)?;
+    // A broken key or password file fails every run, also one with nothing to do (cron).
+    cfg.check_files()?;
+    let todo = expand(&args, &cfg)?;
+    if todo.is_empty() {
+        let what = match &args.bundles[..] {
+            [] => cfg.inbox.display().to_string(),
+            paths => paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        println!("nothing to do: no bundles or archives in {what}");
+        return Ok(Exit::Ok);
+    }
     let inbox = std::fs::canonicalize(&cfg.inbox).ok();
     let threatq = cfg.sinks.threatq.clone();
     let policy = cfg.export_policy();
     let mut ing = Ingestor::open(cfg)?;
     let mut exit = Exit::Ok;
-    for b in &args.bundles {
+    for b in &todo {
         // Bundles taken from the inbox leave it; bundles elsewhere are left where they are.
         let in_inbox = match (&inbox, std::fs::canonicalize(b)) {
             (Some(i), Ok(p)) => p.starts_with(i),

@@ -8,10 +8,10 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Bundle id (default: the last one)
+    /// Bundle id or path (default: every bundle of the last run that stored any)
     pub bundle: Option<String>,
-    /// The last ingested bundle
-    #[arg(long)]
+    /// The same as no BUNDLE: every bundle of the last run (kept for scripts)
+    #[arg(long, hide = true, conflicts_with = "bundle")]
     pub last: bool,
     /// Print JSON
     #[arg(long)]
@@ -21,47 +21,69 @@ pub struct Args {
     pub limit: Option<usize>,
 }
 
-/// Print the change report of a bundle (default: the last stored one).
+/// Print the change report of a bundle, or of every bundle of the last run.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
     let cfg = WatchConfig::load(&path)?;
     let store = Store::open(&cfg.store)?;
-    let row = match (&args.bundle, args.last) {
-        (Some(_), true) => return Err(usage("give a BUNDLE or --last, not both")),
-        (Some(b), false) => {
+    let rows = match &args.bundle {
+        Some(b) => {
             // Accept a path too: the bundle id is its directory name.
             let id = std::path::Path::new(b)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| b.clone());
-            store
+            vec![store
                 .bundle(&id)?
-                .ok_or_else(|| usage(format!("bundle {id} is not in the store")))?
+                .ok_or_else(|| usage(format!("bundle {id} is not in the store")))?]
         }
-        (None, _) => match store.last_report()? {
-            Some(r) => r,
-            None => {
+        None => {
+            let mut rows = store.last_run_reports()?;
+            if rows.is_empty() {
+                // A store from before runs were marked: its newest report.
+                rows.extend(store.last_report()?);
+            }
+            if rows.is_empty() {
                 println!("no bundle stored yet");
                 return Ok(Exit::Ok);
             }
-        },
+            rows
+        }
     };
-    let Some(json) = row.report.as_deref() else {
-        let why = row.reason.as_deref().unwrap_or("");
-        println!(
-            "{}",
-            escape(&format!(
-                "{}: {} ({}) {why}: no change report",
-                row.id, row.status, row.stage
-            ))
-        );
-        return Ok(Exit::Ok);
-    };
-    let report: Report = serde_json::from_str(json)?;
+    let mut reports = Vec::new();
+    for row in rows {
+        let Some(json) = row.report.as_deref() else {
+            let why = row.reason.as_deref().unwrap_or("");
+            println!(
+                "{}",
+                escape(&format!(
+                    "{}: {} ({}) {why}: no change report",
+                    row.id, row.status, row.stage
+                ))
+            );
+            continue;
+        };
+        reports.push(serde_json::from_str::<Report>(json)?);
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        // One bundle: its report object, as before; several: an array.
+        let text = match reports.as_slice() {
+            [one] => serde_json::to_string_pretty(one)?,
+            many => serde_json::to_string_pretty(many)?,
+        };
+        println!("{text}");
         return Ok(Exit::Ok);
     }
+    for (i, report) in reports.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print_report(report, args.limit);
+    }
+    Ok(Exit::Ok)
+}
+
+fn print_report(report: &Report, limit: Option<usize>) {
     // Ids, file names and messages come from the medium: control characters are escaped.
     println!("{}", escape(&report.summary()));
     for (title, list) in [
@@ -71,7 +93,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         ("enabled↔disabled", &report.enabled_changed),
     ] {
         println!("{title}: {}", list.len());
-        let shown = args.limit.unwrap_or(usize::MAX).min(list.len());
+        let shown = limit.unwrap_or(usize::MAX).min(list.len());
         for e in &list[..shown] {
             println!("  {}", escape(&line(e)));
         }
@@ -83,7 +105,6 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             );
         }
     }
-    Ok(Exit::Ok)
 }
 
 use crate::safe_name::escape;

@@ -31,14 +31,19 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     use std::io::Write;
     let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
     let cfg = WatchConfig::load(&path)?;
-    if let Some(s) = &args.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(usage(format!(
-                "--status {s:?}: allowed: {}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
+    // Case-insensitive, like init's answers: `--status inactive` means Inactive.
+    let status_filter = match &args.status {
+        Some(s) => Some(
+            STATUSES
+                .iter()
+                .find(|x| x.eq_ignore_ascii_case(s))
+                .map(|x| x.to_string())
+                .ok_or_else(|| {
+                    usage(format!("--status {s:?}: allowed: {}", STATUSES.join(", ")))
+                })?,
+        ),
+        None => None,
+    };
     let policy = cfg.export_policy();
     let store = Store::open(&cfg.store)?;
     let mut st = store.conn().prepare(
@@ -56,7 +61,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         let enabled: bool = r.get(6)?;
         let removed: bool = r.get(7)?;
         let status = policy.status_for(enabled, removed).to_string();
-        if args.status.as_deref().is_some_and(|s| s != status) {
+        if status_filter.as_deref().is_some_and(|s| s != status) {
             continue;
         }
         let mut row = Row {
@@ -96,6 +101,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     }
     let needle = args.grep.as_deref().map(str::to_lowercase);
     let mut out = Vec::new();
+    let mut shown = 0usize;
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     for mut r in found {
@@ -110,6 +116,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
                 continue;
             }
         }
+        shown += 1;
         if args.json {
             out.push(r);
         } else {
@@ -128,6 +135,24 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         )?;
     }
     w.flush()?;
+    if shown == 0 && !args.json {
+        // Silence would look like a broken store; say what matched nothing.
+        let mut what = Vec::new();
+        if let Some(sid) = args.sid {
+            what.push(format!("--sid {sid}"));
+        }
+        if let Some(s) = &status_filter {
+            what.push(format!("--status {s}"));
+        }
+        if let Some(g) = &args.grep {
+            what.push(format!("--grep {g:?}"));
+        }
+        if what.is_empty() {
+            eprintln!("no rules in the store yet ({})", cfg.store.display());
+        } else {
+            eprintln!("no rule matches {}", what.join(" "));
+        }
+    }
     Ok(Exit::Ok)
 }
 

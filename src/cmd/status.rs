@@ -120,7 +120,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
                 s["last_sequence"],
                 s["last_bundle"].as_str().unwrap_or(""),
                 s["origin"].as_str().unwrap_or(""),
-                s["last_bundle_at"].as_str().unwrap_or(""),
+                crate::human::time_text(s["last_bundle_at"].as_str().unwrap_or("")),
                 s["rules"],
                 s["standard"],
                 s["non_standard"],

@@ -43,7 +43,11 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
                     "heartbeat".to_string()
                 } else {
                     let bytes: u64 = m.files.iter().map(|f| f.size).sum();
-                    format!("{} files, {bytes} bytes", m.files.len())
+                    format!(
+                        "{}, {}",
+                        crate::human::count(m.files.len() as u64, "file"),
+                        crate::human::count(bytes, "byte")
+                    )
                 };
                 println!(
                     "OK   {}: {} sequence {}, {what}, key {}, expires {}",
@@ -51,7 +55,7 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
                     m.source.name,
                     m.sequence,
                     v.key_id,
-                    m.expires_at.to_rfc3339()
+                    crate::human::time(&m.expires_at)
                 );
             }
             Err(e) => {

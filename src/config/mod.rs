@@ -8,7 +8,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -28,17 +27,25 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> anyhow::Resul
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
-        let loc = inner
-            .location()
-            .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
-            .unwrap_or_default();
+        let mut msg = inner.to_string();
+        let loc = match inner.location() {
+            Some(l) => {
+                // serde_yaml ends its message with the same position: say it once.
+                let tail = format!(" at line {} column {}", l.line(), l.column());
+                if let Some(stripped) = msg.strip_suffix(&tail) {
+                    msg = stripped.to_string();
+                }
+                format!(" (line {}, column {})", l.line(), l.column())
+            }
+            None => String::new(),
+        };
         let key = if key == "." {
             String::new()
         } else {
             format!(", key `{key}`")
         };
-        let inner = clip_quoted(&clip_quoted(&inner.to_string(), '"'), '`');
-        usage(format!("config {}{key}{loc}: {inner}", path.display()))
+        let msg = clip_quoted(&clip_quoted(&msg, '"'), '`');
+        usage(format!("config {}{key}{loc}: {msg}", path.display()))
     })
 }
 
@@ -77,6 +84,36 @@ pub fn check_range<T: PartialOrd + fmt::Display>(
     Ok(())
 }
 
+/// The config roles, told apart by a key only one of them has.
+const ROLES: [(&str, &str); 3] = [
+    ("fetch.yaml", "sources"),
+    ("watch.yaml", "inbox"),
+    ("etferry.yaml", "threatq"),
+];
+
+/// When `text` is plainly another role's file (a watch.yaml given to `fetch`), the error that
+/// says so, instead of the first key the loader does not know.
+pub fn wrong_role(path: &Path, text: &str, wanted: &str) -> Option<anyhow::Error> {
+    let v: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    let has = |k: &str| v.get(k).is_some();
+    let (_, own_key) = ROLES.iter().find(|(r, _)| *r == wanted)?;
+    if has(own_key) {
+        return None;
+    }
+    let (other, key) = ROLES.iter().find(|(r, k)| *r != wanted && has(k))?;
+    Some(usage(format!(
+        "config {}: this is a {other} (it has `{key}`); this command needs a {wanted}",
+        path.display()
+    )))
+}
+
+/// Load a role's file: like `load_yaml`, but a file of another role is named as such.
+pub fn load_role<T: DeserializeOwned>(path: &Path, role: &str) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read config {}: {e}", path.display())))?;
+    parse_yaml(path, &text).map_err(|e| wrong_role(path, &text, role).unwrap_or(e))
+}
+
 /// The directory that relative paths in `config` resolve against.
 pub fn base_dir(config: &Path) -> PathBuf {
     match config.parent() {
@@ -94,28 +131,82 @@ pub fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Find a role's config: `-c FILE` as given, `-c DIR` → `DIR/<file_name>`, else `config/<file_name>`.
+/// Environment variable that gives the default `-c`.
+pub const CONFIG_ENV: &str = "ETFERRY_CONFIG";
+
+/// The `-c` value in effect: as given, else `$ETFERRY_CONFIG`, else `./config` when it exists
+/// (a checkout, the demo), else `/etc/etferry` (the production layout).
+pub fn config_arg(arg: Option<&Path>) -> PathBuf {
+    if let Some(p) = arg {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(CONFIG_ENV) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ if Path::new("config").is_dir() => PathBuf::from("config"),
+        _ => PathBuf::from("/etc/etferry"),
+    }
+}
+
+/// `p` made absolute against the current directory, once, so that every later resolution
+/// (config-relative paths, secret files) starts from the same place.
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Find a role's config: `-c FILE` as given, `-c DIR` → `DIR/<file_name>`, else the default
+/// of [`config_arg`]. The result is absolute.
 pub fn locate(arg: Option<&Path>, file_name: &str) -> anyhow::Result<PathBuf> {
-    let p = match arg {
-        Some(p) if p.is_dir() => p.join(file_name),
-        Some(p) => p.to_path_buf(),
-        None => PathBuf::from("config").join(file_name),
+    let c = config_arg(arg);
+    // A missing directory is named with the file it should hold: that is what to create.
+    let is_file_name = matches!(c.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    let p = if c.is_dir() || (!c.exists() && !is_file_name) {
+        c.join(file_name)
+    } else {
+        c
     };
     if !p.exists() {
         return Err(usage(format!(
-            "config file {} not found (give one with -c FILE|DIR)",
+            "config file {} not found (give one with -c FILE|DIR or ETFERRY_CONFIG)",
             p.display()
         )));
     }
-    Ok(p)
+    Ok(absolute(&p))
 }
 
 /// Read a secret from a file: exactly one line (one trailing newline is fine). Warns when others
-/// can read the file. No message ever shows the content.
+/// can read the file. No message ever shows the content. A path that is not a readable regular
+/// file is a config error (exit 2) wherever it is read.
 pub fn read_secret_file(path: &Path) -> anyhow::Result<crate::secret::Secret> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(usage(format!(
+                "secret file {} is not a regular file",
+                path.display()
+            )))
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(usage(format!(
+                "cannot read secret file {}: {e}",
+                path.display()
+            )))
+        }
+    }
     warn_if_world_readable(path);
-    let s = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read secret file {}", path.display()))?;
+    let s = std::fs::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            format!(
+                "; the user running etferry must be able to read it (as root: chown etferry {})",
+                path.display()
+            )
+        } else {
+            String::new()
+        };
+        usage(format!(
+            "cannot read secret file {}: {e}{hint}",
+            path.display()
+        ))
+    })?;
     let s = s
         .strip_suffix("\r\n")
         .or_else(|| s.strip_suffix('\n'))
@@ -296,6 +387,42 @@ mod tests {
         assert!(msg.contains("limits"), "{msg}");
         assert!(msg.contains("maxx"), "{msg}");
         assert!(msg.contains("max"), "{msg}");
+        assert_eq!(crate::exit::exit_for(&err), crate::exit::Exit::Usage);
+    }
+
+    #[test]
+    fn error_names_its_position_once() {
+        let err = parse_yaml::<Demo>(
+            Path::new("f.yaml"),
+            "every: 5s
+limits: {max: 1}
+bogus: 1
+",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err.matches("line 3").count(), 1, "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn a_file_of_the_other_role_is_named_as_such() {
+        let watch = "inbox: in\nwork: w\n";
+        let e = wrong_role(Path::new("w.yaml"), watch, "fetch.yaml")
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("this is a watch.yaml") && e.contains("needs a fetch.yaml"),
+            "{e}"
+        );
+        assert!(wrong_role(Path::new("f.yaml"), "sources: []\n", "fetch.yaml").is_none());
+    }
+
+    #[test]
+    fn secret_file_that_is_a_directory_is_a_config_error() {
+        let d = tempfile::tempdir().unwrap();
+        let err = read_secret_file(d.path()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
         assert_eq!(crate::exit::exit_for(&err), crate::exit::Exit::Usage);
     }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::catalog;
 use crate::config::{
-    base_dir, load_yaml, read_secret_env, read_secret_file, resolve, ByteSize, Dur,
+    base_dir, load_role, read_secret_env, read_secret_file, resolve, ByteSize, Dur,
 };
 use crate::exit::usage;
 use crate::secret::Secret;
@@ -194,7 +194,7 @@ impl FetchConfig {
     /// Load and validate `path`. Every problem is a usage error (exit 2) naming the file and key.
     pub fn load(path: &Path) -> anyhow::Result<FetchConfig> {
         crate::config::warn_if_world_readable(path);
-        let f: FetchFile = load_yaml(path)?;
+        let f: FetchFile = load_role(path, "fetch.yaml")?;
         Self::from_file(path, f)
     }
 
@@ -265,6 +265,18 @@ impl FetchConfig {
             proxy_secret,
             sources,
         })
+    }
+
+    /// Load the signing key with the configured password (`fetch` and `config check` share this,
+    /// so a missing key or an encrypted key without its password fails both).
+    pub fn load_signing_key(&self) -> anyhow::Result<crate::bundle::SigningKey> {
+        crate::bundle::SigningKey::load(&self.signing_key, self.signing_key_password.as_ref())
+            .map_err(|e| {
+                usage(format!(
+                    "config {}, key `signing_key`: {e:#}",
+                    self.path.display()
+                ))
+            })
     }
 
     /// Every secret of the config (for redaction of messages that are not about one source).

@@ -37,7 +37,7 @@ pub struct RunOptions {
 pub fn run(cfg: &FetchConfig, opts: RunOptions) -> anyhow::Result<RunReport> {
     let state = StateDir::new(&cfg.state);
     let _lock = crate::fsutil::RunLock::acquire(&state.lock_path())?;
-    let key = SigningKey::load(&cfg.signing_key, cfg.signing_key_password.as_ref())?;
+    let key = cfg.load_signing_key()?;
     let secrets: Vec<Secret> = cfg.all_secrets().into_iter().cloned().collect();
     // Archive bodies are spooled beside the state, not in a possibly small /tmp.
     let http = Http::new(&cfg.http, secrets.clone())?.with_temp_dir(&cfg.state);

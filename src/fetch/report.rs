@@ -140,11 +140,11 @@ impl RunReport {
         for s in &self.sources {
             let line = match s.status {
                 Status::New => format!(
-                    "new bundle {} (sequence {}, {} files, {} bytes)",
+                    "new bundle {} (sequence {}, {}, {})",
                     s.bundle.as_deref().unwrap_or("?"),
                     s.sequence.unwrap_or(0),
-                    s.files,
-                    s.bytes
+                    crate::human::count(s.files as u64, "file"),
+                    crate::human::count(s.bytes, "byte")
                 ),
                 Status::Heartbeat => format!(
                     "unchanged; heartbeat {} (sequence {})",

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{base_dir, load_yaml, resolve, ByteSize, Dur};
+use crate::config::{base_dir, load_role, resolve, ByteSize, Dur};
 use crate::exit::usage;
 use crate::store::ExportPolicy;
 
@@ -229,7 +229,7 @@ fn max_total_size() -> ByteSize {
 impl WatchConfig {
     /// Read `path`, check the values, and resolve paths against the config file's directory.
     pub fn load(path: &Path) -> anyhow::Result<WatchConfig> {
-        let mut c: WatchConfig = load_yaml(path)?;
+        let mut c: WatchConfig = load_role(path, "watch.yaml")?;
         let base = base_dir(path);
         for p in [
             &mut c.inbox,
@@ -322,6 +322,34 @@ impl WatchConfig {
             1,
             1_000_000_000_000,
         )
+    }
+
+    /// Load every trusted key (`ingest`, `watch` and `config check` use this one loader, so a key
+    /// that stops the service also fails the check).
+    pub fn load_trusted_keys(&self) -> anyhow::Result<Vec<crate::bundle::PublicKey>> {
+        self.trusted_keys
+            .iter()
+            .map(|k| {
+                crate::bundle::PublicKey::load(k).map_err(|e| {
+                    usage(format!(
+                        "key `trusted_keys`: cannot load trusted key {}: {e:#}",
+                        k.display()
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Everything on disk the config points at that a run needs before its first bundle: the
+    /// trusted keys and the sinks' secret files. `config check` and `ingest` call this, so a
+    /// config that passes the check does not stop the service on a file.
+    pub fn check_files(&self) -> anyhow::Result<()> {
+        self.load_trusted_keys()?;
+        if let Some(tq) = &self.sinks.threatq {
+            tq.validate()?;
+            tq.read_password(Path::new("."))?;
+        }
+        Ok(())
     }
 
     /// The archive limits for the parser's archive reader.

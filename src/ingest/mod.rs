@@ -5,6 +5,7 @@
 pub mod config;
 pub mod diff;
 pub mod gate;
+pub mod inbox;
 pub mod medium;
 pub mod payload;
 pub mod pipeline;

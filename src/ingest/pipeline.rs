@@ -133,14 +133,9 @@ impl Ingestor {
         // Whatever is written under work/, done/, failed/ and the store is private.
         fsutil::private_umask();
         let lock = RunLock::acquire(&lock_path(&cfg.store))?;
-        let mut keys = Vec::new();
-        for k in &cfg.trusted_keys {
-            keys.push(
-                PublicKey::load(k)
-                    .with_context(|| format!("cannot load trusted key {}", k.display()))?,
-            );
-        }
+        let keys = cfg.load_trusted_keys()?;
         let store = Store::open(&cfg.store)?;
+        store.mark_run_start()?;
         let sinks = cfg.sinks.build(&cfg.export_policy())?;
         Ok(Ingestor {
             cfg,
@@ -246,6 +241,15 @@ impl Ingestor {
                 path.display()
             )));
         };
+        if !super::inbox::is_bundle_dir(&source_dir) {
+            // A folder is not a broken bundle: rejecting it would move it (an inbox, a medium
+            // full of good bundles) into failed/. `ingest` expands folders before this point.
+            return Err(crate::exit::usage(format!(
+                "{}: not a bundle ({} is missing); nothing was moved",
+                path.display(),
+                bundle::MANIFEST
+            )));
+        }
         match self.run_stages(&id, &source_dir, &work, opts) {
             Ok(o) => Ok(o),
             Err(Stop::Fault(e)) => Err(self.fault(&id, e, opts)),
@@ -624,10 +628,34 @@ impl Ingestor {
         for sink in self.sinks.iter_mut() {
             let name = sink.name().to_string();
             let items = self.store.pending_exports(&name, &policy)?;
+            let started = std::time::Instant::now();
             if items.is_empty() && !sink.whole_store() {
+                println!(
+                    "{}",
+                    crate::sinks::summary_line(
+                        &name,
+                        Some(&Default::default()),
+                        0,
+                        started.elapsed()
+                    )
+                );
                 continue;
             }
-            match sink.export(&items) {
+            let result = sink.export(&items);
+            // One line per sink and run, terminal or not: an upload is never silent. Whole-store
+            // sinks (rules file, STIX) say what they wrote themselves.
+            if !sink.whole_store() {
+                println!(
+                    "{}",
+                    crate::sinks::summary_line(
+                        &name,
+                        result.as_ref().ok(),
+                        items.len(),
+                        started.elapsed()
+                    )
+                );
+            }
+            match result {
                 Ok(outcome) => {
                     if !outcome.failed.is_empty() {
                         exit = Exit::Partial;

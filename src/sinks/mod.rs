@@ -46,7 +46,44 @@ pub struct ExportOutcome {
     pub confirmed: Vec<usize>,
     /// Items the sink did not confirm, with the reason; they stay pending.
     pub failed: Vec<(usize, String)>,
+    /// Requests the sink made for this export, and the objects it sent (for ThreatQ, a new
+    /// revision also sends its superseded predecessor, so this can exceed the item count).
+    pub requests: u64,
+    pub sent: u64,
 }
+
+/// The one line a run prints per sink, with or without a terminal:
+/// `threatq: sent 24,827 signatures in 50 requests (0 failed, 0 pending) in 112 s`.
+/// `failed` are the items the sink did not confirm this time; `pending` what stays pending for
+/// the next run (all of them when the export as a whole failed).
+pub fn summary_line(
+    sink: &str,
+    out: Option<&ExportOutcome>,
+    items: usize,
+    elapsed: std::time::Duration,
+) -> String {
+    let (sent, requests, failed, pending) = match out {
+        Some(o) => (o.sent, o.requests, o.failed.len(), o.failed.len()),
+        None => (0, 0, 0, items),
+    };
+    let secs = elapsed.as_secs_f64();
+    let time = if secs < 10.0 {
+        format!("{secs:.1} s")
+    } else {
+        format!("{secs:.0} s")
+    };
+    format!(
+        "{sink}: sent {} signature{} in {} request{} ({} failed, {} pending) in {time}",
+        thousands(sent),
+        if sent == 1 { "" } else { "s" },
+        thousands(requests),
+        if requests == 1 { "" } else { "s" },
+        thousands(failed as u64),
+        thousands(pending as u64),
+    )
+}
+
+pub use crate::human::thousands;
 
 /// A destination for rule changes.
 pub trait Sink {
@@ -59,5 +96,35 @@ pub trait Sink {
     /// non-standard rule's change) may have changed; it decides itself whether to rewrite.
     fn whole_store(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_reads_like_the_issue_says() {
+        let out = ExportOutcome {
+            confirmed: (0..24_827).collect(),
+            failed: vec![],
+            requests: 50,
+            sent: 24_827,
+        };
+        assert_eq!(
+            summary_line(
+                "threatq",
+                Some(&out),
+                24_827,
+                std::time::Duration::from_secs(112)
+            ),
+            "threatq: sent 24,827 signatures in 50 requests (0 failed, 0 pending) in 112 s"
+        );
+        assert_eq!(
+            summary_line("threatq", None, 3, std::time::Duration::from_millis(420)),
+            "threatq: sent 0 signatures in 0 requests (0 failed, 3 pending) in 0.4 s"
+        );
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
     }
 }

@@ -285,6 +285,17 @@ impl ThreatQConfig {
         }
     }
 
+    /// The password from `password_file` (relative to `config_dir` unless `resolve_paths` made
+    /// it absolute) or `password_env`; `connect` and `config check` read it the same way.
+    pub fn read_password(&self, config_dir: &Path) -> anyhow::Result<Secret> {
+        match (&self.password_file, &self.password_env) {
+            (Some(f), _) => read_secret_file(&resolve(config_dir, f))
+                .map_err(|e| usage(format!("sinks.threatq.password_file: {e:#}"))),
+            (None, Some(v)) => read_secret_env(v),
+            (None, None) => Err(usage("sinks.threatq: no password configured")),
+        }
+    }
+
     fn attr_name<'a>(&'a self, default: &'a str) -> &'a str {
         self.attributes
             .get(default)
@@ -1200,12 +1211,7 @@ impl ThreatQSink {
     /// `config_dir`. Bad settings, refused credentials and a missing type are config errors.
     pub fn connect(cfg: &ThreatQConfig, config_dir: &Path) -> anyhow::Result<ThreatQSink> {
         let base = cfg.validate()?;
-        let password = match (&cfg.password_file, &cfg.password_env) {
-            (Some(f), _) => read_secret_file(&resolve(config_dir, f))
-                .map_err(|e| usage(format!("sinks.threatq.password_file: {e:#}")))?,
-            (None, Some(v)) => read_secret_env(v)?,
-            (None, None) => return Err(usage("sinks.threatq: no password configured")),
-        };
+        let password = cfg.read_password(config_dir)?;
         let mut builder = Client::builder()
             // Never follow: see `Api::redirected`.
             .redirect(reqwest::redirect::Policy::none())
@@ -1637,12 +1643,14 @@ impl Sink for ThreatQSink {
         // Each export gets its own retry budget: `watch` lives for days, and a ThreatQ that
         // throttled one bundle's export may be fine for the next.
         self.api.reset_breaker();
+        let before = self.stats();
         let mut states: Vec<ItemState> = (0..items.len()).map(|_| ItemState::default()).collect();
         let entries = self.entries(items, &mut states);
         let batches: Vec<&[Entry]> = entries.chunks(self.cfg.batch_size.max(1)).collect();
         let bar = crate::progress::count(entries.len() as u64, "sending to ThreatQ");
         let states = Mutex::new(states);
         let stop = AtomicBool::new(false);
+        let batches_done = AtomicUsize::new(0);
         let auth_error: Mutex<Option<String>> = Mutex::new(None);
         let note_auth = |e: CallError| {
             stop.store(true, Ordering::SeqCst);
@@ -1659,6 +1667,16 @@ impl Sink for ThreatQSink {
                 note_auth(e);
             }
             bar.inc(batches[b].len() as u64);
+            // Without a bar (service, cron, pipe) the log shows that a long upload moves.
+            let done = batches_done.fetch_add(1, Ordering::SeqCst) + 1;
+            if bar.is_hidden() && (done.is_multiple_of(10) || done == batches.len()) {
+                tracing::info!(
+                    "ThreatQ: {done} of {} batches sent ({} of {} signatures)",
+                    batches.len(),
+                    crate::sinks::thousands(bar.position()),
+                    crate::sinks::thousands(entries.len() as u64)
+                );
+            }
         });
         bar.finish();
 
@@ -1703,7 +1721,12 @@ impl Sink for ThreatQSink {
             .into_inner()
             .map_err(|_| anyhow::anyhow!("state lock poisoned"))?;
         let auth = auth_error.into_inner().ok().flatten();
-        let mut out = ExportOutcome::default();
+        let after = self.stats();
+        let mut out = ExportOutcome {
+            requests: after.requests.saturating_sub(before.requests),
+            sent: after.signatures_sent.saturating_sub(before.signatures_sent),
+            ..ExportOutcome::default()
+        };
         for (i, s) in states.into_iter().enumerate() {
             match (&s.error, s.outstanding, s.id) {
                 (None, 0, Some(_)) => out.confirmed.push(i),
