@@ -9,6 +9,18 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIST=${1:-$ROOT/dist}
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -1)
 fail() { echo "check-packages: $*" >&2; exit 1; }
+# Leave the machine as it was, pass or fail: the package, its configs, the user and the state it made
+# (a later test run on this machine must not find an /etc/etferry it did not write).
+had_user=$(getent passwd etferry >/dev/null && echo yes || true)
+cleanup() {
+    dpkg --purge etferry >/dev/null 2>&1 || true
+    if [ -z "$had_user" ]; then
+        rm -rf /var/lib/etferry /var/log/etferry /etc/etferry
+        userdel etferry >/dev/null 2>&1 || true
+        groupdel etferry >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
 
 deb=$(ls "$DIST"/etferry_"$VERSION"*_amd64.deb)
 rpmf=$(ls "$DIST"/etferry-"$VERSION"*.x86_64.rpm)

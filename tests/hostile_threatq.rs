@@ -82,7 +82,7 @@ fn config(sim_url: &str, dir: &Path, extra: &str) -> ThreatQConfig {
 }
 
 fn items() -> Vec<ExportItem> {
-    corpus::load_dir(SAMPLE, "suricata-5.0")
+    corpus::load_dir(std::path::Path::new(SAMPLE), "suricata-5.0")
         .into_iter()
         .filter(|i| i.enabled)
         .collect()

@@ -13,6 +13,8 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+// Test crates include several support modules, each with its own copy of this one.
+#[allow(clippy::duplicate_mod)]
 #[path = "../corpus_support/mod.rs"]
 pub mod corpus_support;
 

@@ -9,6 +9,8 @@ use std::process::Command;
 use chrono::Utc;
 use etferry::bundle::{self, Manifest, SigningKey, SourceInfo};
 
+// Test crates include several support modules, each with its own copy of this one.
+#[allow(clippy::duplicate_mod)]
 #[path = "../corpus_support/mod.rs"]
 pub mod corpus_support;
 

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use etferry::rules::{self, ParseOptions, Rule};
 use etferry::sinks::ExportItem;
 
+// Test crates include several support modules, each with its own copy of this one.
+#[allow(clippy::duplicate_mod)]
 #[path = "../corpus_support/mod.rs"]
 mod corpus_support;
 
