@@ -204,8 +204,8 @@ impl RulesFileSink {
     pub fn write(&self, force: bool) -> anyhow::Result<Option<writer::Counts>> {
         let fp = self.fingerprint(&Store::open(&self.cfg.store)?)?;
         let state = self.state_path();
-        let unchanged = std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == fp)
-            && self.cfg.path.exists();
+        let unchanged =
+            std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == fp) && self.cfg.path.exists();
         if unchanged && !force {
             return Ok(None);
         }
