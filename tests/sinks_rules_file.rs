@@ -396,4 +396,10 @@ fn a_changed_policy_file_rewrites_the_file_on_the_next_run() {
         "{text}"
     );
     assert!(std::fs::metadata(&path).unwrap().modified().unwrap() >= before);
+    // Nothing changed (same payload, same policy): the file is not replaced (same inode).
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    let r = o.env.ingest(&small_bundle(&o, 3, 2_000_000));
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
 }

@@ -35,10 +35,10 @@ pub fn run(sink: &str, dry_run: bool, cfg: &WatchConfig, path: &Path) -> anyhow:
     let rf = cfg.sinks.rules_file.as_ref().ok_or_else(missing)?;
     let s = RulesFileSink::new(rf)?;
     let counts = if dry_run {
-        s.build()?.0.counts
+        s.build()?.counts
     } else {
         match s.write(true) {
-            Ok(w) => w.counts,
+            Ok(c) => c.unwrap_or_default(),
             Err(e) => {
                 eprintln!("rules_file: {e:#}");
                 return Ok(Exit::Partial);

@@ -97,60 +97,53 @@ impl RulesFileConfig {
     }
 }
 
-/// Every file of the stored payloads of the selected rulesets' sources, with a fingerprint of
-/// what they are (source names and payload sha256s).
-pub fn store_inputs(
-    store: &Store,
-    rulesets: Option<&[String]>,
-) -> anyhow::Result<(Vec<Input>, Vec<String>)> {
+/// The selected rulesets' sources, by name.
+fn selected(store: &Store, rulesets: Option<&[String]>) -> anyhow::Result<Vec<String>> {
+    Ok(store
+        .sources()?
+        .into_iter()
+        .filter(|s| rulesets.is_none_or(|r| r.contains(&s.ruleset)))
+        .map(|s| s.name)
+        .collect())
+}
+
+/// Every file of the stored payloads of the selected rulesets' sources (archives opened).
+pub fn store_inputs(store: &Store, rulesets: Option<&[String]>) -> anyhow::Result<Vec<Input>> {
     let mut inputs = Vec::new();
-    let mut ids = Vec::new();
     let limits = crate::archive::Limits::default();
-    for src in store.sources()? {
-        if rulesets.is_some_and(|r| !r.contains(&src.ruleset)) {
-            continue;
-        }
-        let mut st = store.conn().prepare_cached(
-            "SELECT name, sha256, data FROM payload_files WHERE source = ?1 ORDER BY seq",
-        )?;
-        let rows: Vec<(String, String, Vec<u8>)> = st
-            .query_map([&src.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    let mut st = store
+        .conn()
+        .prepare("SELECT name, data FROM payload_files WHERE source = ?1 ORDER BY seq")?;
+    for source in selected(store, rulesets)? {
+        let rows: Vec<(String, Vec<u8>)> = st
+            .query_map([&source], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        for (name, sha, data) in rows {
-            ids.push(format!("{} {name} {sha}", src.name));
+        for (name, data) in rows {
             let lower = name.to_ascii_lowercase();
             if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") || lower.ends_with(".zip") {
                 crate::archive::for_each_member(&name, &data, &limits, &mut |m| {
                     inputs.push(Input {
-                        source: src.name.clone(),
+                        source: source.clone(),
                         path: m.path,
                         data: m.data,
                     })
                 })
-                .with_context(|| format!("stored payload {name} of source {}", src.name))?;
+                .with_context(|| format!("stored payload {name} of source {source}"))?;
             } else {
                 inputs.push(Input {
-                    source: src.name.clone(),
+                    source: source.clone(),
                     path: name,
                     data,
                 });
             }
         }
     }
-    Ok((inputs, ids))
+    Ok(inputs)
 }
 
 /// The sink. Items it is handed are confirmed once the file holds the whole store.
 pub struct RulesFileSink {
     cfg: RulesFileConfig,
-}
-
-/// What one run did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Written {
-    /// False when nothing changed since the last write.
-    pub written: bool,
-    pub counts: writer::Counts,
 }
 
 impl RulesFileSink {
@@ -169,42 +162,54 @@ impl RulesFileSink {
         PathBuf::from(s)
     }
 
-    /// Build the outputs from the store, with the fingerprint of their inputs.
-    pub fn build(&self) -> anyhow::Result<(Built, String)> {
-        let store = Store::open(&self.cfg.store)?;
-        let (inputs, ids) = store_inputs(&store, self.cfg.rulesets.as_deref())?;
-        drop(store);
-        let files = self.cfg.policy_files();
-        let policy = files.load()?;
+    /// A hash of everything the output depends on: each selected source's payload (name and
+    /// sha256, without reading the payload itself), the policy files, and this sink's settings.
+    fn fingerprint(&self, store: &Store) -> anyhow::Result<String> {
         let mut h = Sha256::new();
-        for id in &ids {
-            h.update(id.as_bytes());
-            h.update(b"\n");
+        let mut st = store
+            .conn()
+            .prepare("SELECT name, sha256 FROM payload_files WHERE source = ?1 ORDER BY seq")?;
+        for source in selected(store, self.cfg.rulesets.as_deref())? {
+            let rows: Vec<(String, String)> = st
+                .query_map([&source], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (name, sha) in rows {
+                h.update(format!("{source} {name} {sha}\n").as_bytes());
+            }
         }
-        for p in files.paths() {
+        for p in self.cfg.policy_files().paths() {
+            let data = std::fs::read(p)
+                .with_context(|| format!("cannot read policy file {}", p.display()))?;
             h.update(p.to_string_lossy().as_bytes());
-            h.update(std::fs::read(p).unwrap_or_default());
+            h.update(Sha256::digest(&data));
         }
         h.update(format!("{:?}", self.cfg).as_bytes());
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// Build the outputs from the store.
+    pub fn build(&self) -> anyhow::Result<Built> {
+        let store = Store::open(&self.cfg.store)?;
+        let inputs = store_inputs(&store, self.cfg.rulesets.as_deref())?;
+        drop(store);
+        let policy = self.cfg.policy_files().load()?;
         let built = writer::build(inputs, &policy);
         for e in built.skipped.iter().take(5) {
             tracing::warn!("rules_file: skipped as suricata-update would: {e}");
         }
-        Ok((built, hex::encode(h.finalize())))
+        Ok(built)
     }
 
-    /// Write the files when their inputs changed (or always with `force`).
-    pub fn write(&self, force: bool) -> anyhow::Result<Written> {
-        let (built, fp) = self.build()?;
+    /// Write the files when their inputs changed (or always with `force`). `None`: unchanged.
+    pub fn write(&self, force: bool) -> anyhow::Result<Option<writer::Counts>> {
+        let fp = self.fingerprint(&Store::open(&self.cfg.store)?)?;
         let state = self.state_path();
         let unchanged =
             std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == fp) && self.cfg.path.exists();
         if unchanged && !force {
-            return Ok(Written {
-                written: false,
-                counts: built.counts,
-            });
+            return Ok(None);
         }
+        let built = self.build()?;
         if let Some(cmd) = &self.cfg.test_command {
             self.test(cmd, &built.rules)?;
         }
@@ -228,10 +233,7 @@ impl RulesFileSink {
             run_shell(cmd).with_context(|| "sinks.rules_file.reload_command")?;
         }
         crate::fsutil::atomic_write(&state, format!("{fp}\n").as_bytes())?;
-        Ok(Written {
-            written: true,
-            counts: built.counts,
-        })
+        Ok(Some(built.counts))
     }
 
     /// Run `test_command` on the new file, written beside the old one; a failure keeps the
