@@ -71,7 +71,7 @@ impl fmt::Debug for SafeUrl {
 }
 
 /// Mask `user:password@` in a URL and every occurrence of each secret, in every form a server
-/// may echo it back: raw, JSON-escaped (also PHP's `\/` and `\uXXXX` style) and URL-encoded
+/// may echo it back: raw, JSON-escaped (once or twice; also PHP's `\/` and `\uXXXX` style) and URL-encoded
 /// (percent-encoding with `%20` or `+`, upper- or lowercase hex).
 pub fn redact(text: &str, secrets: &[&Secret]) -> String {
     let mut out = redact_userinfo(text);
@@ -105,7 +105,11 @@ fn forms(raw: &str) -> Vec<String> {
             c => php.push(c),
         }
     }
-    let mut v = vec![raw.to_string(), json, php];
+    // An error that quotes a JSON request body inside a JSON answer escapes it twice.
+    let json2 = serde_json::to_string(&json)
+        .map(|q| q[1..q.len() - 1].to_string())
+        .unwrap_or_default();
+    let mut v = vec![raw.to_string(), json, json2, php];
     for upper in [true, false] {
         v.push(percent(raw, upper, false));
         v.push(percent(raw, upper, true));
@@ -163,6 +167,7 @@ mod tests {
             r#"p"a\ss w/rd+é&"#,
             r#"p\"a\\ss w/rd+é&"#,
             r#"p\"a\\ss w\/rd+\u00e9&"#,
+            r#"p\\\"a\\\\ss w/rd+é&"#,
             "p%22a%5Css%20w%2Frd%2B%C3%A9%26",
             "p%22a%5Css+w%2Frd%2B%C3%A9%26",
             "p%22a%5css+w%2frd%2b%c3%a9%26",

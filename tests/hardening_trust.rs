@@ -402,3 +402,82 @@ fn absurd_config_values_are_refused_with_the_allowed_range() {
     assert_eq!(o.code, Some(2), "{o:?}");
     assert!(o.stderr.len() < 1000, "{} bytes: {o:?}", o.stderr.len());
 }
+
+// ----- finding 3: secrets never appear, in any form ------------------------------------------
+
+/// A hostile or careless ThreatQ: every request is answered 401 with the request's URL and body
+/// echoed back, the way some servers put the offending input in an error.
+fn echo_server() -> (
+    String,
+    std::thread::JoinHandle<()>,
+    std::sync::Arc<tiny_http::Server>,
+) {
+    let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+    let s = server.clone();
+    let h = std::thread::spawn(move || {
+        for mut req in s.incoming_requests() {
+            let mut body = String::new();
+            let _ = std::io::Read::read_to_string(req.as_reader(), &mut body);
+            let echo =
+                serde_json::json!({"error": "invalid_grant", "url": req.url(), "received": body});
+            let text = format!("{echo} raw: {body} url: {}", req.url());
+            let _ = req.respond(tiny_http::Response::from_string(text).with_status_code(401));
+        }
+    });
+    (url, h, server)
+}
+
+#[test]
+fn a_password_echoed_back_by_threatq_is_redacted_in_every_form() {
+    let (url, handle, server) = echo_server();
+    let env = Env::with_config(&format!(
+        "sinks:\n  threatq:\n    host: {url}\n    client_id: etferry-test\n    email: a@b.example\n    \
+         password_file: threatq.pass\n    timeout: 2s\n    retry: {{attempts: 1, base: 10ms, max_delay: 10ms}}\n"
+    ));
+    let password = r#"p"a\ss w/rd+é&"#;
+    let pass = env.path("config/threatq.pass");
+    std::fs::write(&pass, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(
+        &pass,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
+    let b = env.bundle("et-open", 1, &rules_file(2_000_000, 5));
+    let o = env.run(&[
+        "--log-dir",
+        env.path("logs").to_str().unwrap(),
+        "ingest",
+        b.to_str().unwrap(),
+    ]);
+    // The login is refused: a configuration error (exit 2) whose message quotes the answer.
+    assert_eq!(o.code, Some(2), "{o:?}");
+    let mut seen = format!("{}{}", o.stdout, o.stderr);
+    let c = rusqlite::Connection::open(env.store_path()).unwrap();
+    for q in [
+        "SELECT COALESCE(group_concat(last_error, ' '), '') FROM exports",
+        "SELECT COALESCE(group_concat(reason, ' '), '') FROM bundles",
+        "SELECT COALESCE(group_concat(detail, ' '), '') FROM journal",
+    ] {
+        seen.push_str(&c.query_row(q, [], |r| r.get::<_, String>(0)).unwrap());
+    }
+    for f in std::fs::read_dir(env.path("logs")).into_iter().flatten() {
+        seen.push_str(&std::fs::read_to_string(f.unwrap().path()).unwrap_or_default());
+    }
+    for form in [
+        password.to_string(),
+        serde_json::to_string(password)
+            .unwrap()
+            .trim_matches('"')
+            .to_string(),
+        "p%22a%5Css".to_string(),
+        "p%22a%5css".to_string(),
+        // Quoted inside a JSON answer: escaped twice.
+        r#"p\\\"a\\\\ss w/rd+é&"#.to_string(),
+    ] {
+        assert!(!seen.contains(&form), "{form:?} leaked: {seen}");
+    }
+    assert!(seen.contains("***"), "{seen}");
+    server.unblock();
+    let _ = handle.join();
+}

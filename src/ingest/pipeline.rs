@@ -732,7 +732,7 @@ pub fn md5_beside(p: &Path) -> PathBuf {
 
 fn remove_dir(p: &Path) {
     if let Err(e) = std::fs::remove_dir_all(p) {
-        tracing::warn!("cannot remove {} from the inbox: {e}", p.display());
+        tracing::warn!("cannot remove {} from the inbox: {e}", safe_name::path(p));
     }
 }
 

@@ -601,10 +601,10 @@ impl Api {
 
     /// Shorten and redact a response body for a message.
     fn excerpt(&self, body: &str) -> String {
-        let s: String = body.chars().take(300).collect();
         let secrets = self.secrets();
         let refs: Vec<&Secret> = secrets.iter().collect();
-        redact(s.trim(), &refs)
+        // Redact before cutting: a cut through a secret would leave its prefix unmasked.
+        redact(body.trim(), &refs).chars().take(300).collect()
     }
 
     /// A transport error in words an operator can act on (refused, timeout, TLS), with its

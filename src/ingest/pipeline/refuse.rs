@@ -34,7 +34,10 @@ impl Ingestor {
                 .store
                 .journal(id, None, None, &stage, "failed", Some(&reason))
             {
-                tracing::warn!("{id}: cannot record the failure in the journal either: {j:#}");
+                tracing::warn!(
+                    "{}: cannot record the failure in the journal either: {j:#}",
+                    escape(id)
+                );
             }
         }
         anyhow::anyhow!(reason)
