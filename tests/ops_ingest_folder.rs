@@ -137,4 +137,14 @@ fn ingest_without_a_path_processes_the_inbox_once_and_says_nothing_to_do_when_em
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(env.path("spool/done/et-open-00000001").is_dir(), "{o:?}");
     assert_eq!(names(&env.inbox()), [".carry-et-open-00000002"]);
+
+    // A bundle still arriving without a hidden name (no manifest yet) does not fail the cron run.
+    let half = env.inbox().join("et-open-00000003");
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join("emerging-dns.rules"), &dns()[0].1).unwrap();
+    let o = env.run(&["ingest"]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(o.stderr.contains("left 1 entry"), "{o:?}");
+    assert!(half.join("emerging-dns.rules").is_file());
+    assert!(!env.path("spool/failed").exists());
 }

@@ -35,14 +35,22 @@ fn expand(args: &Args, cfg: &WatchConfig) -> anyhow::Result<Vec<PathBuf>> {
         if !cfg.inbox.exists() {
             return Ok(Vec::new());
         }
+        // The inbox itself (cron): take what is ready, never refuse the run for what is not
+        // (a copy still in progress, a stray folder); say what was left.
+        let (entries, others) = inbox::entries(&cfg.inbox)
+            .map_err(|e| anyhow::anyhow!("cannot read inbox {}: {e}", cfg.inbox.display()))?;
+        if others > 0 {
+            eprintln!(
+                "{}: left {others} entr{} that {} no bundle or archive (yet)",
+                cfg.inbox.display(),
+                if others == 1 { "y" } else { "ies" },
+                if others == 1 { "is" } else { "are" }
+            );
+        }
+        return Ok(entries);
     }
-    let targets = if args.bundles.is_empty() {
-        std::slice::from_ref(&cfg.inbox)
-    } else {
-        &args.bundles[..]
-    };
     let mut out = Vec::new();
-    for t in targets {
+    for t in &args.bundles {
         match inbox::classify(t) {
             Kind::Bundle | Kind::Archive | Kind::Missing => out.push(t.clone()),
             Kind::Folder(entries) => {
