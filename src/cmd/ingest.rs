@@ -83,6 +83,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     let inbox = std::fs::canonicalize(&cfg.inbox).ok();
+    let cfg_inbox = cfg.inbox.clone();
     let threatq = cfg.sinks.threatq.clone();
     let policy = cfg.export_policy();
     let mut ing = Ingestor::open(cfg)?;
@@ -104,6 +105,16 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             crate::cmd::export::print_dry_run_bundle(tq, &policy, r);
         }
         exit = exit.worst(outcome.exit());
+        // A folder of bundles inside the inbox goes once it is empty (remove_dir refuses
+        // anything else), as `watch` does.
+        if in_inbox {
+            if let (Some(parent), Ok(inbox)) = (b.parent(), std::fs::canonicalize(&cfg_inbox)) {
+                if std::fs::canonicalize(parent).is_ok_and(|p| p != inbox && p.starts_with(&inbox))
+                {
+                    let _ = std::fs::remove_dir(parent);
+                }
+            }
+        }
     }
     Ok(exit.worst(ing.export_exit))
 }

@@ -53,14 +53,31 @@ fn fingerprint(dir: &Path, require_signature: bool) -> Option<Fingerprint> {
     Some(Fingerprint(fp))
 }
 
-/// Bundle directories in the inbox (hidden names are temp dirs of a copy in progress).
+/// Bundle directories in the inbox (hidden names are temp dirs of a copy in progress). A folder
+/// of bundles dropped into the inbox (the `etferry/` folder `carry.sh` fills on a medium) is
+/// looked into, one level: its bundles are taken like the inbox's own.
 fn inbox_dirs(inbox: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = match std::fs::read_dir(inbox) {
-        Ok(rd) => rd
+    let visible_dirs = |dir: &Path| -> std::io::Result<Vec<PathBuf>> {
+        Ok(std::fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
             .map(|e| e.path())
+            .collect())
+    };
+    let mut v: Vec<PathBuf> = match visible_dirs(inbox) {
+        Ok(dirs) => dirs
+            .into_iter()
+            .flat_map(|d| {
+                let inner = if super::inbox::is_bundle_dir(&d) {
+                    None
+                } else {
+                    visible_dirs(&d)
+                        .ok()
+                        .filter(|c| c.iter().any(|c| super::inbox::is_bundle_dir(c)))
+                };
+                inner.unwrap_or_else(|| vec![d])
+            })
             .collect(),
         Err(e) => {
             tracing::warn!("cannot read inbox {}: {e}", inbox.display());
@@ -225,6 +242,11 @@ pub fn watch(cfg: WatchConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Exit> {
             };
             let res = ing.process(&d, opts);
             candidates.remove(&d);
+            // A folder of bundles dropped into the inbox goes once it is empty (remove_dir
+            // refuses a folder that still holds anything).
+            if let Some(parent) = d.parent().filter(|p| *p != cfg.inbox.as_path()) {
+                let _ = std::fs::remove_dir(parent);
+            }
             match res {
                 Ok(o) => {
                     crate::cmd::ingest::print_outcome(&o);
