@@ -92,6 +92,14 @@ fn default_config_is_etferry_config_then_dot_config_then_etc_etferry() {
     // $ETFERRY_CONFIG wins.
     let o = run_in(root.path(), &["status"], &[("ETFERRY_CONFIG", "sq")]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // keygen and init write into that directory by default.
+    let o = run_in(
+        root.path(),
+        &["keygen", "--unencrypted"],
+        &[("ETFERRY_CONFIG", "keys2")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(root.path().join("keys2/bundle.key").is_file());
     // ./config when it exists (a checkout, the demo).
     std::fs::rename(root.path().join("sq"), root.path().join("config")).unwrap();
     let o = run_in(root.path(), &["status"], &[]);
