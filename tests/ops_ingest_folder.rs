@@ -137,4 +137,48 @@ fn ingest_without_a_path_processes_the_inbox_once_and_says_nothing_to_do_when_em
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(env.path("spool/done/et-open-00000001").is_dir(), "{o:?}");
     assert_eq!(names(&env.inbox()), [".carry-et-open-00000002"]);
+
+    // A bundle still arriving without a hidden name (no manifest yet) does not fail the cron run.
+    let half = env.inbox().join("et-open-00000003");
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join("emerging-dns.rules"), &dns()[0].1).unwrap();
+    let o = env.run(&["ingest"]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(o.stderr.contains("left 1 entry"), "{o:?}");
+    assert!(half.join("emerging-dns.rules").is_file());
+    assert!(!env.path("spool/failed").exists());
+
+    // The medium's folder copied into the inbox as it is: its bundles are taken, the folder goes.
+    let b = env.bundle("et-open", 4, &dns());
+    copy_dir(&b, &env.inbox().join("etferry/et-open-00000004"));
+    let o = env.run(&["ingest"]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(env.path("spool/done/et-open-00000004").is_dir(), "{o:?}");
+    assert!(!env.inbox().join("etferry").exists(), "{o:?}");
+}
+
+#[test]
+fn watch_takes_the_bundles_of_a_folder_dropped_into_the_inbox() {
+    let env = Env::new();
+    // The medium's whole etferry/ folder copied into the inbox (under a hidden name, then renamed).
+    let staged = env.inbox().join(".etferry");
+    for seq in 1..=2 {
+        let b = env.bundle("et-open", seq, &dns());
+        copy_dir(&b, &staged.join(format!("et-open-{seq:08}")));
+    }
+    std::fs::rename(&staged, env.inbox().join("etferry")).unwrap();
+    let w = Watch::start(&env, &[]);
+    assert!(
+        wait_for(30, || env.path("spool/done/et-open-00000002").is_dir()),
+        "not taken"
+    );
+    assert!(
+        wait_for(10, || !env.inbox().join("etferry").exists()),
+        "folder left"
+    );
+    let o = w.terminate();
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(env.path("spool/done/et-open-00000001").is_dir(), "{o:?}");
+    assert!(!env.path("spool/failed").exists(), "{o:?}");
+    assert_eq!(env.source_status("et-open")["last_sequence"], 2);
 }

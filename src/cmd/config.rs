@@ -240,26 +240,30 @@ fn online_fetch(path: &Path, cfg: &FetchConfig) -> anyhow::Result<Exit> {
 /// Check one file, or both default configs.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     // Absolute once, so relative paths inside resolve the same way the commands resolve them.
+    let c = crate::config::config_arg(g.config.as_deref());
     let files: Vec<PathBuf> = match args.file {
         Some(f) => vec![f],
         None => {
-            let c = crate::config::config_arg(g.config.as_deref());
-            if c.is_dir() {
+            let named_file = c.is_file()
+                || matches!(c.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+            if named_file {
+                vec![c.clone()]
+            } else {
+                // A directory (or where one should be): the role files it holds.
                 ["fetch.yaml", "watch.yaml"]
                     .iter()
                     .map(|n| c.join(n))
                     .filter(|p| p.exists())
                     .collect()
-            } else {
-                vec![c]
             }
         }
     };
     let files: Vec<PathBuf> = files.iter().map(|f| crate::config::absolute(f)).collect();
     if files.is_empty() {
-        return Err(usage(
-            "no config file found; give one: etferry config check FILE",
-        ));
+        return Err(usage(format!(
+            "no fetch.yaml or watch.yaml in {}; give one: etferry config check FILE",
+            c.display()
+        )));
     }
     let mut exit = Exit::Ok;
     for f in &files {

@@ -35,14 +35,22 @@ fn expand(args: &Args, cfg: &WatchConfig) -> anyhow::Result<Vec<PathBuf>> {
         if !cfg.inbox.exists() {
             return Ok(Vec::new());
         }
+        // The inbox itself (cron): take what is ready, never refuse the run for what is not
+        // (a copy still in progress, a stray folder); say what was left.
+        let (entries, others) = inbox::entries(&cfg.inbox)
+            .map_err(|e| anyhow::anyhow!("cannot read inbox {}: {e}", cfg.inbox.display()))?;
+        if others > 0 {
+            eprintln!(
+                "{}: left {others} entr{} that {} no bundle or archive (yet)",
+                cfg.inbox.display(),
+                if others == 1 { "y" } else { "ies" },
+                if others == 1 { "is" } else { "are" }
+            );
+        }
+        return Ok(entries);
     }
-    let targets = if args.bundles.is_empty() {
-        std::slice::from_ref(&cfg.inbox)
-    } else {
-        &args.bundles[..]
-    };
     let mut out = Vec::new();
-    for t in targets {
+    for t in &args.bundles {
         match inbox::classify(t) {
             Kind::Bundle | Kind::Archive | Kind::Missing => out.push(t.clone()),
             Kind::Folder(entries) => {
@@ -75,6 +83,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     let inbox = std::fs::canonicalize(&cfg.inbox).ok();
+    let cfg_inbox = cfg.inbox.clone();
     let threatq = cfg.sinks.threatq.clone();
     let policy = cfg.export_policy();
     let mut ing = Ingestor::open(cfg)?;
@@ -96,6 +105,16 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             crate::cmd::export::print_dry_run_bundle(tq, &policy, r);
         }
         exit = exit.worst(outcome.exit());
+        // A folder of bundles inside the inbox goes once it is empty (remove_dir refuses
+        // anything else), as `watch` does.
+        if in_inbox {
+            if let (Some(parent), Ok(inbox)) = (b.parent(), std::fs::canonicalize(&cfg_inbox)) {
+                if std::fs::canonicalize(parent).is_ok_and(|p| p != inbox && p.starts_with(&inbox))
+                {
+                    let _ = std::fs::remove_dir(parent);
+                }
+            }
+        }
     }
     Ok(exit.worst(ing.export_exit))
 }

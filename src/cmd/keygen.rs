@@ -9,9 +9,10 @@ use crate::secret::Secret;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory for bundle.key and bundle.pub
+    /// Directory for bundle.key and bundle.pub (default: the -c directory: $ETFERRY_CONFIG,
+    /// ./config if it exists, else /etc/etferry)
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// File holding the password that encrypts the secret key. Without FILE (on a terminal):
     /// ask for the password twice and write it to OUT/bundle.key.pass (mode 0600)
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "",
@@ -30,8 +31,8 @@ pub struct Args {
 
 /// `--password-file` without a file: ask on the terminal (twice) and keep the answer beside the
 /// key, where fetch.yaml's `signing_key_password_file` will point.
-fn ask_password(args: &Args) -> anyhow::Result<(Secret, PathBuf)> {
-    let file = args.out.join("bundle.key.pass");
+fn ask_password(out: &std::path::Path) -> anyhow::Result<(Secret, PathBuf)> {
+    let file = out.join("bundle.key.pass");
     if !std::io::stdin().is_terminal() {
         return Err(usage(format!(
             "--password-file without FILE asks for the password, but standard input is not a \
@@ -61,11 +62,15 @@ fn ask_password(args: &Args) -> anyhow::Result<(Secret, PathBuf)> {
     }
 }
 
-pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
+pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| crate::config::config_dir(g.config.as_deref()));
     let mut asked: Option<PathBuf> = None;
     let password = match (&args.password_file, &args.password_env, args.unencrypted) {
         (Some(f), _, _) if f.is_empty() => {
-            let (pw, file) = ask_password(&args)?;
+            let (pw, file) = ask_password(&out)?;
             asked = Some(file);
             Some(pw)
         }
@@ -79,7 +84,7 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
             ))
         }
     };
-    let (sk, pk) = crate::bundle::keygen(&args.out, password.as_ref())?;
+    let (sk, pk) = crate::bundle::keygen(&out, password.as_ref())?;
     let mut files = vec![sk.clone(), pk.clone()];
     if let (Some(file), Some(pw)) = (&asked, &password) {
         crate::fsutil::atomic_write(file, format!("{}\n", pw.expose()).as_bytes())?;

@@ -296,8 +296,13 @@ fn print_text(
     writeln(
         out,
         &format!(
-            "total: {} files, {} rules ({} enabled, {} disabled), {} errors, {} duplicate (gid, sid)",
-            s.files, s.rules, s.enabled, s.disabled, s.errors, s.duplicates
+            "total: {}, {} rules ({} enabled, {} disabled), {} errors, {} duplicate (gid, sid)",
+            crate::human::count(s.files as u64, "file"),
+            s.rules,
+            s.enabled,
+            s.disabled,
+            s.errors,
+            s.duplicates
         ),
     )?;
     if s.errors > 0 {

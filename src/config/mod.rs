@@ -147,6 +147,19 @@ pub fn config_arg(arg: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The directory of the `-c` in effect (its parent when it names a file): where `init` and
+/// `keygen` write by default.
+pub fn config_dir(arg: Option<&Path>) -> PathBuf {
+    let c = config_arg(arg);
+    let is_file =
+        c.is_file() || matches!(c.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    match (is_file, c.parent()) {
+        (true, Some(p)) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        (true, _) => PathBuf::from("."),
+        (false, _) => c,
+    }
+}
+
 /// `p` made absolute against the current directory, once, so that every later resolution
 /// (config-relative paths, secret files) starts from the same place.
 pub fn absolute(p: &Path) -> PathBuf {

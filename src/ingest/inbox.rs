@@ -93,12 +93,37 @@ pub fn classify(path: &Path) -> Kind {
     Kind::Folder(entries)
 }
 
-/// The bundles and archives directly inside `dir`, sorted by name (bundle ids end in their
-/// sequence, so a source's bundles come in order), and how many other visible entries it has.
-/// Names starting with `.` are copies in progress and are skipped.
+/// The bundles and archives inside `dir`, sorted by name (bundle ids end in their sequence, so a
+/// source's bundles come in order), and how many other visible entries it has. A folder of
+/// bundles inside (the medium's `etferry/` copied into the inbox) is looked into, one level,
+/// as `watch` does. Names starting with `.` are copies in progress and are skipped.
 pub fn entries(dir: &Path) -> std::io::Result<(Vec<PathBuf>, usize)> {
+    let (mut found, others) = direct(dir)?;
+    let mut rest = 0;
+    for sub in others {
+        // Only bundles from a subfolder: loose archives there may be a half-copied bundle's
+        // payload, and a bundle-named folder without a manifest is one.
+        let inner: Vec<PathBuf> = if sub.is_dir() && !looks_like_bundle_id(&sub) {
+            direct(&sub)
+                .map(|(f, _)| f.into_iter().filter(|p| p.is_dir()).collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if inner.is_empty() {
+            rest += 1;
+        } else {
+            found.extend(inner);
+        }
+    }
+    found.sort();
+    Ok((found, rest))
+}
+
+/// The bundles and archives directly inside `dir`, and its other visible entries.
+fn direct(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut found = Vec::new();
-    let mut others = 0;
+    let mut others = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         if e.file_name().to_string_lossy().starts_with('.') {
@@ -109,10 +134,9 @@ pub fn entries(dir: &Path) -> std::io::Result<(Vec<PathBuf>, usize)> {
         if (t.is_dir() && is_bundle_dir(&p)) || (t.is_file() && is_bare_archive(&p)) {
             found.push(p);
         } else if !(t.is_file() && is_checksum(&p)) {
-            others += 1;
+            others.push(p);
         }
     }
-    found.sort();
     Ok((found, others))
 }
 
@@ -175,6 +199,14 @@ mod tests {
         let empty = d.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
         assert_eq!(classify(&empty), Kind::Folder(vec![]));
+        // A folder of bundles one level down (the medium's etferry/ inside the inbox).
+        let nested = d.path().join("inbox/etferry/et-open-00000005");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(nested.join(MANIFEST), "{}").unwrap();
+        assert_eq!(
+            classify(&d.path().join("inbox")),
+            Kind::Folder(vec![nested])
+        );
         assert_eq!(classify(&d.path().join("gone")), Kind::Missing);
     }
 }

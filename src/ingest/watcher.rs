@@ -72,10 +72,12 @@ fn link_fingerprint(p: &Path) -> Option<Fingerprint> {
 }
 
 /// Bundle directories in the inbox (hidden names are temp dirs of a copy in progress), and
-/// links that are not bare archive names (they are refused, not followed).
+/// links that are not bare archive names (they are refused, not followed). A folder of bundles
+/// dropped into the inbox (the `etferry/` folder `carry.sh` fills on a medium) is looked into, one
+/// level: its bundles are taken like the inbox's own. A link is never looked into.
 fn inbox_dirs(inbox: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = match std::fs::read_dir(inbox) {
-        Ok(rd) => rd
+    let visible_dirs = |dir: &Path| -> std::io::Result<Vec<PathBuf>> {
+        Ok(std::fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .filter(|e| match e.file_type() {
@@ -87,6 +89,22 @@ fn inbox_dirs(inbox: &Path) -> Vec<PathBuf> {
                 _ => false,
             })
             .map(|e| e.path())
+            .collect())
+    };
+    let mut v: Vec<PathBuf> = match visible_dirs(inbox) {
+        Ok(dirs) => dirs
+            .into_iter()
+            .flat_map(|d| {
+                let link = std::fs::symlink_metadata(&d).is_ok_and(|m| m.file_type().is_symlink());
+                let inner = if link || super::inbox::is_bundle_dir(&d) {
+                    None
+                } else {
+                    visible_dirs(&d)
+                        .ok()
+                        .filter(|c| c.iter().any(|c| super::inbox::is_bundle_dir(c)))
+                };
+                inner.unwrap_or_else(|| vec![d])
+            })
             .collect(),
         Err(e) => {
             tracing::warn!("cannot read inbox {}: {e}", crate::safe_name::path(inbox));
@@ -285,6 +303,11 @@ pub fn watch(cfg: WatchConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Exit> {
                 if std::fs::symlink_metadata(&d).is_ok() {
                     left.insert(d.clone(), (fp, retry));
                 }
+            }
+            // A folder of bundles dropped into the inbox goes once it is empty (remove_dir
+            // refuses a folder that still holds anything).
+            if let Some(parent) = d.parent().filter(|p| *p != cfg.inbox.as_path()) {
+                let _ = std::fs::remove_dir(parent);
             }
             match res {
                 Ok(o) => {

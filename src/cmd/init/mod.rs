@@ -107,16 +107,7 @@ const DEFAULT_ENGINE: &str = "suricata-7.0.3";
 fn out_dir(args: &Args, g: &Global) -> PathBuf {
     match &args.out {
         Some(o) => o.clone(),
-        None => {
-            let c = crate::config::config_arg(g.config.as_deref());
-            let is_file = c.is_file()
-                || matches!(c.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
-            match (is_file, c.parent()) {
-                (true, Some(p)) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                (true, _) => PathBuf::from("."),
-                (false, _) => c,
-            }
-        }
+        None => crate::config::config_dir(g.config.as_deref()),
     }
 }
 
