@@ -18,3 +18,4 @@ pub mod rules;
 pub mod secret;
 pub mod sinks;
 pub mod store;
+pub mod sync;

@@ -19,6 +19,20 @@ use crate::sinks::{ExportItem, ExportOutcome};
 /// Bumped when the schema changes; an older store is refused rather than misread.
 pub const SCHEMA_VERSION: i64 = 2;
 
+/// Added to schema 2 without a version bump (an additive table older code never reads), so it
+/// is also created in a store of that version written before it existed.
+const DOWNLOADS_TABLE: &str = r#"
+-- `etferry sync`: where each source's current rules were downloaded from (URL with any oinkcode
+-- redacted), the md5 of the download and when; written in the transaction that stores them
+CREATE TABLE IF NOT EXISTS downloads (
+    source TEXT PRIMARY KEY,
+    bundle TEXT NOT NULL,
+    url TEXT NOT NULL,
+    md5 TEXT,
+    downloaded_at TEXT NOT NULL
+);
+"#;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
@@ -234,6 +248,18 @@ pub struct StoreBatch<'a> {
     /// Set for a bare archive: recorded as the source's last accepted archive, in the same
     /// transaction.
     pub archive: Option<ArchiveImport>,
+    /// Set for a `sync` download: recorded as the provenance of the source's rules.
+    pub download: Option<Provenance>,
+}
+
+/// Where a `sync` download came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    /// The upstream URL, any oinkcode redacted.
+    pub url: String,
+    /// md5 of the archive (none for a source of several plain files).
+    pub md5: Option<String>,
+    pub downloaded_at: DateTime<Utc>,
 }
 
 /// The last bare archive accepted for a source (replay protection without a manifest).
@@ -337,11 +363,13 @@ impl Store {
                 // One transaction: a new store gets its whole schema or none of it (and one
                 // sync instead of one per table).
                 conn.execute_batch(&format!(
-                    "BEGIN;\n{SCHEMA}\nINSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});\nCOMMIT;"
+                    "BEGIN;\n{SCHEMA}\n{DOWNLOADS_TABLE}\nINSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});\nCOMMIT;"
                 ))
                 .with_context(ctx)?;
             }
-            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) if v == SCHEMA_VERSION => {
+                conn.execute_batch(DOWNLOADS_TABLE).with_context(ctx)?;
+            }
             Some(v) => anyhow::bail!(
                 "store {} has schema version {v}; this etferry understands version {SCHEMA_VERSION}. \
                  Move it aside and ingest the latest bundle of each source again (a new store \
@@ -440,6 +468,27 @@ impl Store {
                         bundle: r.get(2)?,
                         file: r.get(3)?,
                     })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The provenance of a source's rules when `sync` downloaded them, and the id it stored them as.
+    pub fn download(&self, source: &str) -> anyhow::Result<Option<(String, Provenance)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT bundle, url, md5, downloaded_at FROM downloads WHERE source = ?1",
+                [source],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        Provenance {
+                            url: r.get(1)?,
+                            md5: r.get(2)?,
+                            downloaded_at: parse_time(&r.get::<_, String>(3)?),
+                        },
+                    ))
                 },
             )
             .optional()?)
@@ -697,6 +746,19 @@ impl Store {
                         a.bundle,
                         a.file,
                         now
+                    ],
+                )?;
+            }
+            if let Some(d) = &b.download {
+                tx.execute(
+                    "INSERT OR REPLACE INTO downloads (source, bundle, url, md5, downloaded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        b.source,
+                        b.bundle,
+                        d.url,
+                        d.md5,
+                        d.downloaded_at.to_rfc3339()
                     ],
                 )?;
             }

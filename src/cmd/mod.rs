@@ -12,5 +12,6 @@ pub mod parse;
 pub mod report;
 pub mod rules;
 pub mod status;
+pub mod sync;
 pub mod verify;
 pub mod watch;

@@ -188,7 +188,14 @@ fn max_total_size() -> ByteSize {
 impl WatchConfig {
     /// Read `path`, check the values, and resolve paths against the config file's directory.
     pub fn load(path: &Path) -> anyhow::Result<WatchConfig> {
-        let mut c: WatchConfig = load_yaml(path)?;
+        let c: WatchConfig = load_yaml(path)?;
+        c.resolve_and_check(path)
+    }
+
+    /// Resolve paths against `path`'s directory and check the values (also for the watch part
+    /// that `sync` builds from etferry.yaml).
+    pub(crate) fn resolve_and_check(mut self, path: &Path) -> anyhow::Result<WatchConfig> {
+        let c = &mut self;
         let base = base_dir(path);
         for p in [
             &mut c.inbox,
@@ -232,7 +239,7 @@ impl WatchConfig {
                 "config {file}, key `rescan_interval`: must be more than 0s"
             )));
         }
-        Ok(c)
+        Ok(self)
     }
 
     /// The archive limits for the parser's archive reader.

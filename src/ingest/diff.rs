@@ -175,6 +175,8 @@ pub struct Report {
 pub const ORIGIN_BUNDLE: &str = "signed bundle";
 /// The origin of a report from a bare archive dropped by hand.
 pub const ORIGIN_ARCHIVE: &str = "unsigned archive";
+/// The origin of a report from a download of `etferry sync` (gated on the host itself).
+pub const ORIGIN_DOWNLOAD: &str = "download";
 
 fn signed_bundle() -> String {
     ORIGIN_BUNDLE.to_string()

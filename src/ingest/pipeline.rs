@@ -86,6 +86,8 @@ pub struct Ingestor {
     stop: Arc<AtomicBool>,
     /// `Partial` once a sink failed in this run (its changes stay pending).
     pub export_exit: Exit,
+    /// Changes the sinks confirmed in this run (every sink counted).
+    pub exported: usize,
     _lock: RunLock,
 }
 
@@ -99,6 +101,17 @@ struct Import {
     lifetime: i64,
     origin: &'static str,
     archive: Option<crate::store::ArchiveImport>,
+    download: Option<crate::store::Provenance>,
+}
+
+/// A payload `sync` downloaded and put through the fetch gate itself: no manifest, no signature.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub source: String,
+    pub ruleset: String,
+    pub engine: Option<String>,
+    pub sequence: u64,
+    pub provenance: crate::store::Provenance,
 }
 
 enum Stop {
@@ -133,6 +146,7 @@ impl Ingestor {
             sinks,
             stop: Arc::new(AtomicBool::new(false)),
             export_exit: Exit::Ok,
+            exported: 0,
             _lock: lock,
         })
     }
@@ -219,6 +233,59 @@ impl Ingestor {
             Err(Stop::Reject(reason)) => {
                 if !opts.dry_run {
                     self.reject(&id, path, &work, &reason, opts)?;
+                }
+                Ok(Outcome::Rejected(reason))
+            }
+        }
+    }
+
+    /// The stages after download for a payload `sync` fetched (`files` read from `work`, the
+    /// pending download's directory under the work dir): parse, diff, gate, store, export, done.
+    /// Resumes like a bundle: stored before a crash means only the export is left.
+    pub fn import_download(
+        &mut self,
+        id: &str,
+        work: &Path,
+        d: &Download,
+        files: Vec<(String, Vec<u8>)>,
+        opts: Options,
+    ) -> anyhow::Result<Outcome> {
+        if let Some(row) = self.store.bundle(id)? {
+            if row.status == "done" {
+                return Ok(Outcome::AlreadyDone);
+            }
+            if !opts.dry_run && (row.stage == "stored" || row.stage == "exported") {
+                return self.finish(id, work, row.source.as_deref(), None, opts);
+            }
+            if row.status == "held" && !opts.approve {
+                let why = row.reason.clone().unwrap_or_default();
+                return Ok(Outcome::Held(format!("{id} is still held: {why}")));
+            }
+        }
+        let imp = Import {
+            source: d.source.clone(),
+            ruleset: d.ruleset.clone(),
+            engine: d.engine.clone(),
+            sequence: d.sequence,
+            created_at: d.provenance.downloaded_at,
+            // No courier to stall: the host downloads itself.
+            lifetime: 0,
+            origin: diff::ORIGIN_DOWNLOAD,
+            archive: None,
+            download: Some(d.provenance.clone()),
+        };
+        if !opts.dry_run {
+            self.store
+                .journal(id, Some(&d.source), Some(d.sequence), "verified", "in-progress", None)?;
+        }
+        match self.import_payload(id, work, &imp, files, opts) {
+            Ok(o) => Ok(o),
+            Err(Stop::Abandon) => Ok(Outcome::Abandoned),
+            Err(Stop::Hold(reason)) => Ok(Outcome::Held(reason)),
+            Err(Stop::Reject(reason)) => {
+                if !opts.dry_run {
+                    self.store
+                        .journal(id, None, None, "rejected", "rejected", Some(&reason))?;
                 }
                 Ok(Outcome::Rejected(reason))
             }
@@ -318,6 +385,7 @@ impl Ingestor {
             lifetime,
             origin: diff::ORIGIN_BUNDLE,
             archive: None,
+            download: None,
         };
         self.import_payload(id, src, &imp, files, opts)
     }
@@ -413,6 +481,14 @@ impl Ingestor {
             report.held_reason = held;
             return Ok(Outcome::DryRun(Box::new(report)));
         }
+        // A download of `sync` is released by source name, not by a bundle path.
+        let held = match (held, &imp.download) {
+            (Some(r), Some(_)) => Some(r.replace(
+                "etferry ingest --approve BUNDLE",
+                &format!("etferry sync --approve {}", imp.source),
+            )),
+            (h, _) => h,
+        };
         if let Some(reason) = held {
             if !opts.approve {
                 let reason = format!("{id}: held by the sanity gate: {reason}");
@@ -451,6 +527,7 @@ impl Ingestor {
             payload: &files,
             indicators: p.indicators.as_deref(),
             archive: imp.archive.clone(),
+            download: imp.download.clone(),
         };
         let store = &mut self.store;
         // A full ruleset's report is several MB of JSON: it is gzipped on another core while
@@ -702,6 +779,7 @@ impl Ingestor {
             created_at: version.at,
             lifetime: existing.as_ref().map_or(0, |s| s.lifetime_secs),
             origin: diff::ORIGIN_ARCHIVE,
+            download: None,
             archive: Some(crate::store::ArchiveImport {
                 version_at: version.at,
                 sha256: sha.to_string(),
@@ -881,6 +959,7 @@ impl Ingestor {
                         );
                     }
                     self.store.record_export(&name, &items, &outcome)?;
+                    self.exported += outcome.confirmed.len();
                 }
                 Err(e) => {
                     exit = Exit::Partial;
