@@ -2,11 +2,10 @@
 //! ThreatQ (e.g. after ThreatQ was down), or everything again for a new instance.
 
 use crate::cli::Global;
-use crate::config::{base_dir, locate};
+use crate::config::base_dir;
 use crate::exit::{usage, Exit};
 use crate::fsutil::RunLock;
 use crate::ingest::pipeline::lock_path;
-use crate::ingest::WatchConfig;
 use crate::sinks::threatq::{plan, ThreatQSink};
 use crate::sinks::{ExportOutcome, Sink};
 use crate::store::Store;
@@ -31,8 +30,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             args.sink
         )));
     }
-    let path = locate(g.config.as_deref(), "watch.yaml")?;
-    let cfg = WatchConfig::load(&path)?;
+    // A watch.yaml, or the etferry.yaml of `sync`: both write the same store.
+    let (path, cfg) = crate::sync::config::store_config(g.config.as_deref())?;
     let Some(tq) = cfg.sinks.threatq.clone() else {
         return Err(usage(format!(
             "{}: no `sinks.threatq` configured",

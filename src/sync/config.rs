@@ -196,8 +196,8 @@ pub fn is_sync_config(path: &Path) -> bool {
 
 /// The ingest-side config the store commands (`status`, `report`, `rules`, `export`) use: a
 /// watch.yaml, or the ingest part of an etferry.yaml (`-c etferry.yaml`, or `-c DIR` holding an
-/// etferry.yaml and no watch.yaml).
-pub fn store_config(arg: Option<&Path>) -> anyhow::Result<WatchConfig> {
+/// etferry.yaml and no watch.yaml). Returns the file it read, too.
+pub fn store_config(arg: Option<&Path>) -> anyhow::Result<(PathBuf, WatchConfig)> {
     let sync_path = match arg {
         Some(p) if p.is_dir() => {
             let (w, s) = (p.join("watch.yaml"), p.join(FILE_NAME));
@@ -210,8 +210,15 @@ pub fn store_config(arg: Option<&Path>) -> anyhow::Result<WatchConfig> {
         },
     };
     match sync_path {
-        Some(p) => Ok(SyncConfig::load(&p)?.watch),
-        None => WatchConfig::load(&crate::config::locate(arg, "watch.yaml")?),
+        Some(p) => {
+            let watch = SyncConfig::load(&p)?.watch;
+            Ok((p, watch))
+        }
+        None => {
+            let p = crate::config::locate(arg, "watch.yaml")?;
+            let watch = WatchConfig::load(&p)?;
+            Ok((p, watch))
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use crate::fetch::http::Http;
 use crate::fetch::state::StateDir;
 use crate::fetch::{Ctx, Fail, Fetched, RunOptions, SourceReport, Status};
 use crate::fsutil::RunLock;
+use crate::ingest::pipeline::crash_point;
 use crate::ingest::{Download, Ingestor, Outcome};
 use crate::secret::{redact, Secret};
 use crate::store::Provenance;
@@ -235,6 +236,13 @@ pub fn run(cfg: &SyncConfig, opts: &Options) -> anyhow::Result<SyncReport> {
     }
     for src in &cfg.fetch.sources {
         let (line, dry) = run.source(src);
+        tracing::info!(
+            "{}: download {}, {} archive bytes, {}",
+            line.source,
+            line.download,
+            line.archive_bytes,
+            line.outcome.as_deref().unwrap_or("nothing to store")
+        );
         lines.push(line);
         dry_run_reports.extend(dry);
     }
@@ -398,7 +406,9 @@ impl Run<'_> {
         }
         // The newest download of a source replaces one still held from an earlier run.
         self.supersede_held(&src.name, seq)?;
+        crash_point("downloaded");
         let dir = p.write(&self.cfg.work, &payload)?;
+        crash_point("pending-written");
         Ok((self.finish(p, &dir, Some(payload), line), None))
     }
 
@@ -486,6 +496,7 @@ impl Run<'_> {
         if let Err(e) = self.announce(&p) {
             return line.fail(format!("{e:#}"));
         }
+        crash_point("announced");
         let opts = crate::ingest::Options {
             approve: self.opts.approve.contains(&p.source),
             ..Default::default()
