@@ -89,6 +89,12 @@ impl SyncSite {
         );
         std::fs::write(self.conf().join("etferry.yaml"), text).unwrap();
         std::fs::write(self.conf().join("threatq.pass"), PASSWORD).unwrap();
+        #[cfg(unix)]
+        for f in ["etferry.yaml", "threatq.pass"] {
+            use std::os::unix::fs::PermissionsExt;
+            let p = self.conf().join(f);
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
     }
 
     /// `etferry sync -c conf/ ARGS`.
@@ -168,7 +174,8 @@ impl SyncSite {
             "SELECT source, value, kind, section FROM indicators ORDER BY 1,2,4",
             "SELECT name, last_sequence, last_bundle FROM sources ORDER BY 1",
             "SELECT id, stage, status FROM bundles ORDER BY 1",
-            "SELECT source, bundle, url, md5 FROM downloads ORDER BY 1",
+            // The server's port differs from site to site: only the path of the URL is compared.
+            "SELECT source, bundle, md5, substr(url, instr(substr(url, 8), '/') + 7) FROM downloads ORDER BY 1",
             "SELECT sink, source, gid, sid, rev, text_hash, enabled, removed, status, last_error FROM exports ORDER BY 1,2,3,4",
         ] {
             let mut st = c.prepare(q).unwrap();
