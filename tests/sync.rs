@@ -287,3 +287,35 @@ fn a_dry_run_stores_sends_and_remembers_nothing() {
     assert!(site.srv.archive_bytes_sent() > 0);
     assert_eq!(site.sim_counts(), counts(&[("Active", 116)]));
 }
+
+#[test]
+fn config_check_understands_etferry_yaml_offline_and_online() {
+    let site = SyncSite::with_archive(targz(&sample_files()), "");
+    let file = site.conf().join("etferry.yaml");
+    let o = fetch_support::etferry(&["config", "check", "-c", site.conf().to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(out.contains("OK (etferry.yaml, 1 source(s), sinks: threatq)"), "{out}");
+
+    let o = fetch_support::command(&["config", "check", "--online", file.to_str().unwrap()])
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(out.contains("et-open-suricata-5.0") && out.contains("HTTP 200"), "{out}");
+    assert!(out.contains("login OK"), "{out}");
+    assert_eq!(site.srv.archive_bytes_sent(), 0, "the archive is never downloaded");
+
+    // A refused login is a config error (2), as sync itself would stop on it.
+    site.sim.refuse_logins(true);
+    let o = fetch_support::command(&["config", "check", "--online", file.to_str().unwrap()])
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("sinks.threatq"),
+        "{o:?}"
+    );
+}

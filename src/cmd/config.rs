@@ -20,9 +20,10 @@ pub struct Args {
     /// What to do: `check`
     #[arg(value_parser = ["check"])]
     pub action: String,
-    /// Config file (default: -c, else config/fetch.yaml and config/watch.yaml)
+    /// Config file (default: -c, else config/fetch.yaml, config/watch.yaml, config/etferry.yaml)
     pub file: Option<PathBuf>,
-    /// Also test the connections: ThreatQ login (watch.yaml), upstream URLs (fetch.yaml)
+    /// Also test the connections: ThreatQ login (watch.yaml), upstream URLs (fetch.yaml), both
+    /// (etferry.yaml)
     #[arg(long)]
     pub online: bool,
 }
@@ -32,6 +33,8 @@ pub struct Args {
 enum Role {
     Fetch,
     Watch,
+    /// etferry.yaml of `sync`: both parts.
+    Sync,
 }
 
 fn role_of(path: &Path) -> anyhow::Result<Role> {
@@ -41,6 +44,9 @@ fn role_of(path: &Path) -> anyhow::Result<Role> {
     }
     if name.contains("watch") {
         return Ok(Role::Watch);
+    }
+    if crate::sync::config::is_sync_config(path) {
+        return Ok(Role::Sync);
     }
     // Otherwise look at the keys: only fetch.yaml has `sources`, only watch.yaml has `inbox`.
     let text = std::fs::read_to_string(path)
@@ -91,6 +97,31 @@ fn check(path: &Path, online: bool) -> anyhow::Result<Exit> {
             );
             if online {
                 return Ok(online_watch(path, &cfg));
+            }
+        }
+        // SyncConfig::load warns about a world-readable file itself.
+        Role::Sync => {
+            let cfg = crate::sync::SyncConfig::load(path)?;
+            let sinks = cfg.watch.sinks.names();
+            println!(
+                "{}: OK (etferry.yaml, {} source(s), sinks: {}{})",
+                path.display(),
+                cfg.fetch.sources.len(),
+                if sinks.is_empty() {
+                    "store only".to_string()
+                } else {
+                    sinks.join(", ")
+                },
+                if cfg.publish {
+                    ", publishes signed bundles"
+                } else {
+                    ""
+                }
+            );
+            if online {
+                // The upstream URLs as fetch.yaml's check does, then the ThreatQ login.
+                let up = online_fetch(path, &cfg.fetch)?;
+                return Ok(up.worst(online_watch(path, &cfg.watch)));
             }
         }
     }
@@ -216,13 +247,17 @@ fn online_fetch(path: &Path, cfg: &FetchConfig) -> anyhow::Result<Exit> {
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let files: Vec<PathBuf> = match (args.file, &g.config) {
         (Some(f), _) => vec![f],
-        (None, Some(c)) if c.is_dir() => ["fetch.yaml", "watch.yaml"]
+        (None, Some(c)) if c.is_dir() => ["fetch.yaml", "watch.yaml", "etferry.yaml"]
             .iter()
             .map(|n| c.join(n))
             .filter(|p| p.exists())
             .collect(),
         (None, Some(c)) => vec![c.clone()],
-        (None, None) => ["config/fetch.yaml", "config/watch.yaml"]
+        (None, None) => [
+            "config/fetch.yaml",
+            "config/watch.yaml",
+            "config/etferry.yaml",
+        ]
             .iter()
             .map(PathBuf::from)
             .filter(|p| p.exists())
