@@ -23,13 +23,13 @@ fn piped_init_writes_configs_that_config_check_accepts() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // ThreatQ Host, Client ID, E-mail, Password, Rulesets, Engine, Include non-standard,
-    // standard status, non-standard status, also fetch.yaml.
+    // Reaches the internet (no: air-gapped), ThreatQ Host, Client ID, E-mail, Password,
+    // Rulesets, Engine, Include non-standard, standard status, non-standard status, also fetch.yaml.
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(b"tq.example.org\nclient-abc\nsoc@example.org\nhunter2 secret\net-open,et-blockrules\n\nyes\n\nreview\nyes\n")
+        .write_all(b"no\ntq.example.org\nclient-abc\nsoc@example.org\nhunter2 secret\net-open,et-blockrules\n\nyes\n\nreview\nyes\n")
         .unwrap();
     let o = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -101,6 +101,8 @@ fn config_check_names_file_and_key_of_a_bad_value() {
         .args([
             "init",
             "--non-interactive",
+            "--connected",
+            "false",
             "--host",
             "https://tq.example.org",
             "--client-id",

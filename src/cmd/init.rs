@@ -62,10 +62,12 @@ pub struct Args {
     /// Replace existing files in --out
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub connected: super::init_connected::ConnectedArgs,
 }
 
 /// Where answers come from when a flag did not give one.
-enum Answers {
+pub(crate) enum Answers {
     Terminal,
     Lines(Box<dyn BufRead>),
     Defaults,
@@ -73,7 +75,7 @@ enum Answers {
 
 impl Answers {
     /// Ask `question`; an empty answer takes `default`. `secret` answers are not echoed.
-    fn ask(
+    pub(crate) fn ask(
         &mut self,
         question: &str,
         default: Option<&str>,
@@ -114,7 +116,7 @@ impl Answers {
 }
 
 /// Ask until valid on a terminal; fail at once otherwise (a script gets a clear error).
-fn ask_valid(
+pub(crate) fn ask_valid(
     answers: &mut Answers,
     question: &str,
     default: Option<&str>,
@@ -130,7 +132,7 @@ fn ask_valid(
     }
 }
 
-fn check_host(h: &str) -> Result<String, String> {
+pub(crate) fn check_host(h: &str) -> Result<String, String> {
     let h = h.trim_end_matches('/');
     let local = |rest: &str| {
         let host = rest.split(['/', ':']).next().unwrap_or("");
@@ -157,7 +159,7 @@ fn check_host(h: &str) -> Result<String, String> {
     }
 }
 
-fn check_status(s: &str) -> Result<String, String> {
+pub(crate) fn check_status(s: &str) -> Result<String, String> {
     STATUSES
         .iter()
         .find(|x| x.eq_ignore_ascii_case(s))
@@ -170,7 +172,7 @@ fn check_status(s: &str) -> Result<String, String> {
         })
 }
 
-fn check_rulesets(s: &str) -> Result<String, String> {
+pub(crate) fn check_rulesets(s: &str) -> Result<String, String> {
     let ids: Vec<&str> = s
         .split(',')
         .map(str::trim)
@@ -190,7 +192,7 @@ fn check_rulesets(s: &str) -> Result<String, String> {
     Ok(ids.join(","))
 }
 
-fn check_bool(s: &str) -> Result<String, String> {
+pub(crate) fn check_bool(s: &str) -> Result<String, String> {
     match s.to_ascii_lowercase().as_str() {
         "y" | "yes" | "true" | "on" | "1" => Ok("true".into()),
         "n" | "no" | "false" | "off" | "0" => Ok("false".into()),
@@ -198,7 +200,7 @@ fn check_bool(s: &str) -> Result<String, String> {
     }
 }
 
-fn check_nonempty(s: &str) -> Result<String, String> {
+pub(crate) fn check_nonempty(s: &str) -> Result<String, String> {
     if s.trim().is_empty() {
         Err("an answer is required".into())
     } else {
@@ -215,6 +217,10 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
     } else {
         Answers::Lines(Box::new(std::io::BufReader::new(std::io::stdin())))
     };
+    // A host that reaches the internet gets one etferry.yaml for `etferry sync` instead.
+    if let Some(exit) = super::init_connected::ask_connected(&args, &mut answers)? {
+        return Ok(exit);
+    }
     let flag_or = |v: &Option<String>, check: fn(&str) -> Result<String, String>, name: &str| {
         v.as_deref()
             .map(|x| check(x).map_err(|m| usage(format!("--{name}: {m}"))))
@@ -407,14 +413,14 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
 }
 
 /// Quote a scalar for YAML when it could be misread.
-fn yaml_str(s: &str) -> String {
+pub(crate) fn yaml_str(s: &str) -> String {
     serde_yaml::to_string(s)
         .map(|y| y.trim_end().to_string())
         .unwrap_or_else(|_| format!("{s:?}"))
 }
 
 /// Create or replace a file with mode 0600 (it may hold or point to secrets).
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -7,6 +7,7 @@ pub mod export;
 pub mod fetch;
 pub mod ingest;
 pub mod init;
+pub mod init_connected;
 pub mod keygen;
 pub mod parse;
 pub mod report;
