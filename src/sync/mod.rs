@@ -115,7 +115,11 @@ impl SyncReport {
                     l.archive_bytes
                 ),
                 "pending" => format!("pending download {}", l.id.as_deref().unwrap_or("?")),
-                "heartbeat" => "unchanged; heartbeat published".to_string(),
+                "heartbeat" => format!(
+                    "unchanged ({} archive bytes); heartbeat published",
+                    l.archive_bytes
+                ),
+                "unchanged" => format!("unchanged ({} archive bytes)", l.archive_bytes),
                 other => other.replace('_', " "),
             };
             let mut s = format!("{}: {what}", l.source);
