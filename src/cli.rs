@@ -255,7 +255,10 @@ mod tests {
     #[test]
     fn the_original_connectors_flags_are_understood() {
         let table = [
-            ("etferry sync -c /etc/x -ll /var/log/x -v3", "etferry sync -c /etc/x --log-dir /var/log/x -vvv"),
+            (
+                "etferry sync -c /etc/x -ll /var/log/x -v3",
+                "etferry sync -c /etc/x --log-dir /var/log/x -vvv",
+            ),
             ("etferry sync -v 3", "etferry sync -vvv"),
             ("etferry sync -v 1 -ll=/l", "etferry sync -v --log-dir=/l"),
             ("etferry -v0 sync", "etferry sync"),
@@ -273,7 +276,10 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(cli.global.verbose, 3);
-        assert_eq!(cli.global.log_dir.as_deref(), Some(std::path::Path::new("/tmp/logs")));
+        assert_eq!(
+            cli.global.log_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/logs"))
+        );
         assert!(matches!(cli.command, Command::Sync(_)));
     }
 }

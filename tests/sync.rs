@@ -28,7 +28,10 @@ fn first_sync_sends_every_standard_rule_then_an_unchanged_upstream_downloads_and
     assert_eq!(st["standard"], 19_556, "{st}");
     assert_eq!(st["non_standard"], 4_350, "{st}");
     assert_eq!(st["origin"], "download", "{st}");
-    assert_eq!(st["last_download"]["md5"], "3ed507977921535c79d7d322803cdd34");
+    assert_eq!(
+        st["last_download"]["md5"],
+        "3ed507977921535c79d7d322803cdd34"
+    );
     assert_eq!(
         st["last_download"]["url"],
         format!("{}open/suricata-5.0/emerging.rules.tar.gz", site.srv.base)
@@ -36,7 +39,11 @@ fn first_sync_sends_every_standard_rule_then_an_unchanged_upstream_downloads_and
     assert_eq!(st["pending_exports"], 0);
     // Every standard rule is in ThreatQ with the standard status; nothing else.
     assert_eq!(site.sim_counts(), counts(&[("Active", 19_556)]));
-    assert!(o.stdout().contains("19556 changes sent, 0 pending"), "{}", o.stdout());
+    assert!(
+        o.stdout().contains("19556 changes sent, 0 pending"),
+        "{}",
+        o.stdout()
+    );
 
     site.srv.clear_log();
     site.sim.clear_log();
@@ -51,7 +58,11 @@ fn first_sync_sends_every_standard_rule_then_an_unchanged_upstream_downloads_and
         o.stdout()
     );
     assert!(o.stdout().contains("(0 archive bytes)"), "{}", o.stdout());
-    assert!(o.stdout().contains("0 changes sent, 0 pending"), "{}", o.stdout());
+    assert!(
+        o.stdout().contains("0 changes sent, 0 pending"),
+        "{}",
+        o.stdout()
+    );
     let last: serde_json::Value =
         serde_json::from_slice(&std::fs::read(site.state().join("last-sync.json")).unwrap())
             .unwrap();
@@ -133,9 +144,17 @@ fn an_upstream_change_sends_exactly_the_changed_rules() {
         .collect();
     st.sort();
     assert_eq!(st, ["Active", "Expired"]);
-    let gone: Vec<String> = site.sim.by_sid(removed).iter().map(|s| s.status.clone()).collect();
+    let gone: Vec<String> = site
+        .sim
+        .by_sid(removed)
+        .iter()
+        .map(|s| s.status.clone())
+        .collect();
     assert_eq!(gone, ["Expired"]);
-    assert_eq!(site.sim_counts(), counts(&[("Active", 115), ("Expired", 2)]));
+    assert_eq!(
+        site.sim_counts(),
+        counts(&[("Active", 115), ("Expired", 2)])
+    );
 }
 
 #[test]
@@ -172,11 +191,17 @@ fn a_collapse_is_held_with_exit_5_until_approve_releases_it() {
     let o = site.sync(&["--now", "--approve", SURI_SOURCE]);
     assert_eq!(o.code(), 0, "{}", o.all());
     // tests/fixtures/README.md: emerging-worm.rules has 9 enabled rules; the other 107 expire.
-    assert_eq!(site.sim_counts(), counts(&[("Active", 9), ("Expired", 107)]));
+    assert_eq!(
+        site.sim_counts(),
+        counts(&[("Active", 9), ("Expired", 107)])
+    );
     let st = site.source_status(SURI_SOURCE);
     assert_eq!(st["rules"], 19, "{st}");
     assert_eq!(st["held"].as_array().unwrap().len(), 0, "{st}");
-    assert!(std::fs::read_dir(site.state().join("work")).unwrap().next().is_none());
+    assert!(std::fs::read_dir(site.state().join("work"))
+        .unwrap()
+        .next()
+        .is_none());
 
     let o = site.sync(&["--approve", "et-open-nope"]);
     assert_eq!(o.code(), 2, "{}", o.all());
@@ -210,7 +235,11 @@ fn one_source_404_exits_1_and_the_other_is_still_stored_and_sent() {
     site.serve(SURI, targz(&sample_files()));
     site.srv.remove(SNORT);
     site.srv.remove(&format!("{SNORT}.md5"));
-    let sources = format!("{}{}", site.source("suricata-5.0"), site.source("snort-2.9.0"));
+    let sources = format!(
+        "{}{}",
+        site.source("suricata-5.0"),
+        site.source("snort-2.9.0")
+    );
     site.write_config(&sources, "");
     let o = site.sync(&[]);
     assert_eq!(o.code(), 1, "{}", o.all());
@@ -260,13 +289,21 @@ fn the_original_connectors_command_line_writes_a_log_file() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("etferry") && name.ends_with(".log"), "{name}");
+    assert!(
+        name.starts_with("etferry") && name.ends_with(".log"),
+        "{name}"
+    );
     let text = std::fs::read_to_string(&files[0]).unwrap();
     assert!(text.contains("TRACE") || text.contains("DEBUG"), "{text}");
     assert!(text.contains("et-open-suricata-5.0"), "{text}");
     // `-v 3` (with a space) is the same.
     let out = fetch_support::etferry(&[
-        "sync", "-c", site.conf().to_str().unwrap(), "-v", "3", "--now",
+        "sync",
+        "-c",
+        site.conf().to_str().unwrap(),
+        "-v",
+        "3",
+        "--now",
     ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
@@ -295,7 +332,10 @@ fn config_check_understands_etferry_yaml_offline_and_online() {
     let o = fetch_support::etferry(&["config", "check", "-c", site.conf().to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(out.contains("OK (etferry.yaml, 1 source(s), sinks: threatq)"), "{out}");
+    assert!(
+        out.contains("OK (etferry.yaml, 1 source(s), sinks: threatq)"),
+        "{out}"
+    );
 
     let o = fetch_support::command(&["config", "check", "--online", file.to_str().unwrap()])
         .env_remove("CI")
@@ -303,9 +343,16 @@ fn config_check_understands_etferry_yaml_offline_and_online() {
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(out.contains("et-open-suricata-5.0") && out.contains("HTTP 200"), "{out}");
+    assert!(
+        out.contains("et-open-suricata-5.0") && out.contains("HTTP 200"),
+        "{out}"
+    );
     assert!(out.contains("login OK"), "{out}");
-    assert_eq!(site.srv.archive_bytes_sent(), 0, "the archive is never downloaded");
+    assert_eq!(
+        site.srv.archive_bytes_sent(),
+        0,
+        "the archive is never downloaded"
+    );
 
     // A refused login is a config error (2), as sync itself would stop on it.
     site.sim.refuse_logins(true);

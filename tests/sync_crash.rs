@@ -61,12 +61,20 @@ fn kill_9_at_any_stage_then_sync_again_equals_a_clean_run() {
     ] {
         let (s, t) = run(Some(stage), &new);
         assert_eq!(s.len(), store.len(), "crash at {stage}: store rows");
-        let diff: Vec<_> = s.iter().zip(&store).filter(|(a, b)| a != b).take(3).collect();
+        let diff: Vec<_> = s
+            .iter()
+            .zip(&store)
+            .filter(|(a, b)| a != b)
+            .take(3)
+            .collect();
         assert!(
             s == store,
             "crash at {stage}: the store differs from a clean run: {diff:?}"
         );
         assert_eq!(t.len(), sim.len(), "crash at {stage}: signatures");
-        assert!(t == sim, "crash at {stage}: ThreatQ differs from a clean run");
+        assert!(
+            t == sim,
+            "crash at {stage}: ThreatQ differs from a clean run"
+        );
     }
 }

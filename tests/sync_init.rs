@@ -55,10 +55,16 @@ fn connected_init_asks_the_connectors_questions_and_sync_runs_on_what_it_wrote()
         .collect();
     assert!(pos.windows(2).all(|w| w[0] < w[1]), "{stderr}");
     for secret in [PASSWORD, OINKCODE] {
-        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{secret} echoed");
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} echoed"
+        );
     }
     for f in ["etferry.yaml", "threatq.pass", "oinkcode"] {
-        let mode = std::fs::metadata(site.conf().join(f)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(site.conf().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
     assert!(!site.conf().join("watch.yaml").exists());
@@ -81,7 +87,10 @@ fn connected_init_asks_the_connectors_questions_and_sync_runs_on_what_it_wrote()
     site.serve(PRO, targz(&sample_files()));
     let yaml = yaml.replace(
         "    engine: snort-2.9.0\n",
-        &format!("    engine: snort-2.9.0\n    base_url: \"{}\"\n", site.srv.base),
+        &format!(
+            "    engine: snort-2.9.0\n    base_url: \"{}\"\n",
+            site.srv.base
+        ),
     );
     std::fs::write(site.conf().join("etferry.yaml"), yaml).unwrap();
     let o = site.sync(&[]);

@@ -47,7 +47,11 @@ fn published_bundles_verify_and_ingest_on_a_second_store_with_the_same_counts() 
     let o = site.sync(&[]);
     assert_eq!(o.code(), 0, "{}", o.all());
     let id = "et-open-suricata-5.0-00000001";
-    assert!(o.stdout().contains(&format!("published {id}")), "{}", o.stdout());
+    assert!(
+        o.stdout().contains(&format!("published {id}")),
+        "{}",
+        o.stdout()
+    );
     // Upstream unchanged: a signed heartbeat, so the far side can tell "no news" from "no courier".
     let o = site.sync(&["--now"]);
     assert_eq!(o.code(), 0, "{}", o.all());
@@ -98,12 +102,7 @@ fn published_bundles_verify_and_ingest_on_a_second_store_with_the_same_counts() 
     .unwrap();
     let watch = air.join("watch.yaml");
     for b in &bundles {
-        let i = etferry(&[
-            "ingest",
-            "-c",
-            watch.to_str().unwrap(),
-            b.to_str().unwrap(),
-        ]);
+        let i = etferry(&["ingest", "-c", watch.to_str().unwrap(), b.to_str().unwrap()]);
         assert_eq!(i.status.code(), Some(0), "{i:?}");
     }
     let s = etferry(&["status", "--json", "-c", watch.to_str().unwrap()]);

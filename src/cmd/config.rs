@@ -258,10 +258,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             "config/watch.yaml",
             "config/etferry.yaml",
         ]
-            .iter()
-            .map(PathBuf::from)
-            .filter(|p| p.exists())
-            .collect(),
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect(),
     };
     if files.is_empty() {
         return Err(usage(

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use crate::exit::{usage, Exit};
 
 use super::init::{
-    ask_valid, check_bool, check_host, check_nonempty, check_rulesets, check_status,
-    write_private, yaml_str, Answers, Args,
+    ask_valid, check_bool, check_host, check_nonempty, check_rulesets, check_status, write_private,
+    yaml_str, Answers, Args,
 };
 
 /// The connected branch's own flags (flattened into `init`'s).
@@ -33,14 +33,12 @@ pub struct ConnectedArgs {
 pub(crate) fn ask_connected(args: &Args, answers: &mut Answers) -> anyhow::Result<Option<Exit>> {
     let connected = match args.connected.connected {
         Some(b) => b,
-        None => {
-            ask_valid(
-                answers,
-                "Does this host reach the internet (yes: etferry sync on this host; no: air-gapped)",
-                Some("yes"),
-                check_bool,
-            )? == "true"
-        }
+        None => ask_valid(
+            answers,
+            "Does this host reach the internet (yes: etferry sync on this host; no: air-gapped)",
+            Some("yes"),
+            check_bool,
+        )? == "true",
     };
     if !connected {
         return Ok(None);
@@ -89,7 +87,13 @@ fn run(args: &Args, answers: &mut Answers) -> anyhow::Result<Exit> {
     // In the original's place; it only matters (and is only required) with an ET Pro ruleset.
     let mut oinkcode: Option<String> = match &args.connected.oinkcode_file {
         Some(f) => Some(crate::config::read_secret_file(f)?.expose().to_string()),
-        None if args.rulesets.as_deref().is_some_and(|r| !r.contains("et-pro")) => None,
+        None if args
+            .rulesets
+            .as_deref()
+            .is_some_and(|r| !r.contains("et-pro")) =>
+        {
+            None
+        }
         None => {
             let a = answers.ask(
                 "ET Pro Oinkcode (empty without an ET Pro subscription)",
@@ -136,18 +140,26 @@ fn run(args: &Args, answers: &mut Answers) -> anyhow::Result<Exit> {
     };
     let standard_status = match flag_or(&args.standard_status, check_status, "standard-status")? {
         Some(s) => s,
-        None => ask_valid(answers, "Standard Rule Status", Some("Active"), check_status)?,
+        None => ask_valid(
+            answers,
+            "Standard Rule Status",
+            Some("Active"),
+            check_status,
+        )?,
     };
-    let non_standard_status =
-        match flag_or(&args.non_standard_status, check_status, "non-standard-status")? {
-            Some(s) => s,
-            None => ask_valid(
-                answers,
-                "Non-Standard Rule Status",
-                Some("Inactive"),
-                check_status,
-            )?,
-        };
+    let non_standard_status = match flag_or(
+        &args.non_standard_status,
+        check_status,
+        "non-standard-status",
+    )? {
+        Some(s) => s,
+        None => ask_valid(
+            answers,
+            "Non-Standard Rule Status",
+            Some("Inactive"),
+            check_status,
+        )?,
+    };
 
     let out = &args.out;
     std::fs::create_dir_all(out)

@@ -275,8 +275,14 @@ impl Ingestor {
             download: Some(d.provenance.clone()),
         };
         if !opts.dry_run {
-            self.store
-                .journal(id, Some(&d.source), Some(d.sequence), "verified", "in-progress", None)?;
+            self.store.journal(
+                id,
+                Some(&d.source),
+                Some(d.sequence),
+                "verified",
+                "in-progress",
+                None,
+            )?;
         }
         match self.import_payload(id, work, &imp, files, opts) {
             Ok(o) => Ok(o),

@@ -256,12 +256,27 @@ mod tests {
         let head = "state: s\nstore: s/db\n";
         let src = "sources:\n  - {ruleset: et-open, engine: suricata-5.0}\n";
         let cases = [
-            (format!("{head}sources:\n  - {{ruleset: et-closed}}\n"), "sources[0].ruleset"),
-            (format!("{head}sources:\n  - {{ruleset: et-open}}\n"), "sources[0].engine"),
-            (format!("{head}standard_status: Bad\n{src}"), "standard_status"),
-            (format!("{head}sanity: {{max_drop_percent: 120}}\n{src}"), "max_drop_percent"),
+            (
+                format!("{head}sources:\n  - {{ruleset: et-closed}}\n"),
+                "sources[0].ruleset",
+            ),
+            (
+                format!("{head}sources:\n  - {{ruleset: et-open}}\n"),
+                "sources[0].engine",
+            ),
+            (
+                format!("{head}standard_status: Bad\n{src}"),
+                "standard_status",
+            ),
+            (
+                format!("{head}sanity: {{max_drop_percent: 120}}\n{src}"),
+                "max_drop_percent",
+            ),
             (format!("{head}spool: x\n{src}"), "spool"),
-            (format!("{head}http: {{retries: many}}\n{src}"), "http.retries"),
+            (
+                format!("{head}http: {{retries: many}}\n{src}"),
+                "http.retries",
+            ),
             (format!("{head}publish: {{spool: o}}\n{src}"), "signing_key"),
             (format!("{head}sources: []\n"), "sources"),
         ];
@@ -270,7 +285,11 @@ mod tests {
             let msg = format!("{err:#}");
             assert!(msg.contains(key), "{key}: {msg}");
             assert!(msg.contains(FILE_NAME), "{key}: {msg}");
-            assert_eq!(crate::exit::exit_for(&err), crate::exit::Exit::Usage, "{msg}");
+            assert_eq!(
+                crate::exit::exit_for(&err),
+                crate::exit::Exit::Usage,
+                "{msg}"
+            );
         }
     }
 }

@@ -556,8 +556,9 @@ impl Run<'_> {
                 std::fs::remove_dir_all(&dest)?;
             }
             if dir.exists() {
-                std::fs::rename(dir, &dest)
-                    .with_context(|| format!("cannot move {} to {}", dir.display(), dest.display()))?;
+                std::fs::rename(dir, &dest).with_context(|| {
+                    format!("cannot move {} to {}", dir.display(), dest.display())
+                })?;
             }
             crate::fsutil::atomic_write(
                 &failed.join(format!("{}.reason.txt", p.id)),
@@ -589,9 +590,14 @@ impl Run<'_> {
             let held = matches!(self.ing.store.bundle(&p.id)?, Some(row) if row.status == "held");
             if held {
                 let why = format!("superseded by {}", bundle::bundle_id(source, seq));
-                self.ing
-                    .store
-                    .journal(&p.id, None, None, "superseded", "superseded", Some(&why))?;
+                self.ing.store.journal(
+                    &p.id,
+                    None,
+                    None,
+                    "superseded",
+                    "superseded",
+                    Some(&why),
+                )?;
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("cannot remove {}", dir.display()))?;
                 eprintln!("{}: {why}", p.id);

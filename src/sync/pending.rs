@@ -52,7 +52,10 @@ impl Pending {
         }
         for (name, data) in payload {
             if !crate::bundle::safe_relative_path(name) {
-                anyhow::bail!("{}: payload file {name:?} is not a safe relative path", self.id);
+                anyhow::bail!(
+                    "{}: payload file {name:?} is not a safe relative path",
+                    self.id
+                );
             }
             let p = tmp.join(PAYLOAD).join(name);
             if let Some(dir) = p.parent() {
@@ -114,13 +117,7 @@ impl Pending {
 pub fn file_list(payload: &[(String, Vec<u8>)]) -> Vec<(String, u64, String)> {
     payload
         .iter()
-        .map(|(n, d)| {
-            (
-                n.clone(),
-                d.len() as u64,
-                hex::encode(Sha256::digest(d)),
-            )
-        })
+        .map(|(n, d)| (n.clone(), d.len() as u64, hex::encode(Sha256::digest(d))))
         .collect()
 }
 
