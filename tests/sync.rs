@@ -366,3 +366,77 @@ fn config_check_understands_etferry_yaml_offline_and_online() {
         "{o:?}"
     );
 }
+
+#[test]
+fn a_newer_upstream_version_replaces_a_held_download() {
+    let site = SyncSite::with_archive(targz(&sample_files()), "");
+    assert_eq!(site.sync(&[]).code(), 0);
+    let worm: Vec<_> = sample_files()
+        .into_iter()
+        .filter(|(n, _)| n.ends_with("emerging-worm.rules"))
+        .collect();
+    site.serve(SURI, targz(&worm));
+    assert_eq!(site.sync(&["--now"]).code(), 5);
+    // Upstream recovers with a real change: the held collapse is dropped, the change stored.
+    let (files, _, _) = changed_sample();
+    site.serve(SURI, targz(&files));
+    site.sim.clear_log();
+    let o = site.sync(&["--now"]);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(
+        o.stderr()
+            .contains("superseded by et-open-suricata-5.0-00000003"),
+        "{}",
+        o.all()
+    );
+    assert_eq!(site.sim.consumed().1, 3);
+    let st = site.source_status(SURI_SOURCE);
+    assert_eq!(st["rules"], 255, "{st}");
+    assert_eq!(st["held"].as_array().unwrap().len(), 0, "{st}");
+    assert_eq!(st["last_bundle"], "et-open-suricata-5.0-00000003");
+}
+
+#[test]
+fn a_download_over_the_archive_limits_is_refused_and_tried_again_next_run() {
+    // The fetch gate reads archives with the default limits; the store's limits are stricter.
+    let site = SyncSite::with_archive(targz(&sample_files()), "limits: {max_members: 2}\n");
+    let o = site.sync(&[]);
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(
+        o.stdout().contains(
+            "rejected\n  FAILED: et-open-suricata-5.0-00000001: archive emerging.rules.tar.gz"
+        ) && o.stdout().contains("more than 2 members"),
+        "{}",
+        o.stdout()
+    );
+    let id = "et-open-suricata-5.0-00000001";
+    let reason =
+        std::fs::read_to_string(site.state().join(format!("failed/{id}.reason.txt"))).unwrap();
+    assert!(reason.contains("more than 2 members"), "{reason}");
+    assert!(site
+        .state()
+        .join(format!("failed/{id}/download.json"))
+        .is_file());
+    assert!(site.source_status(SURI_SOURCE).is_null(), "nothing stored");
+    assert!(site.sim.signatures().is_empty());
+    // Not "unchanged" next time: it is downloaded and refused again, under a new sequence.
+    site.srv.clear_log();
+    let o = site.sync(&["--now"]);
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(site.srv.archive_bytes_sent() > 0);
+    assert!(
+        o.stdout().contains("et-open-suricata-5.0-00000002"),
+        "{}",
+        o.stdout()
+    );
+}
+
+#[test]
+fn a_second_run_while_one_holds_the_lock_exits_75() {
+    let site = SyncSite::with_archive(targz(&sample_files()), "");
+    let lock = etferry::fsutil::RunLock::acquire(&site.state().join("fetch.lock")).unwrap();
+    let o = site.sync(&[]);
+    assert_eq!(o.code(), 75, "{}", o.all());
+    drop(lock);
+    assert_eq!(site.sync(&[]).code(), 0);
+}

@@ -107,4 +107,15 @@ fn connected_init_asks_the_connectors_questions_and_sync_runs_on_what_it_wrote()
         "{pro}"
     );
     assert_eq!(site.sim_counts().get("Active"), Some(&116));
+    // The oinkcode is in no file sync wrote: fetch state, reports, the store.
+    for e in walkdir::WalkDir::new(site.state()) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            let hit = bytes
+                .windows(OINKCODE.len())
+                .any(|w| w == OINKCODE.as_bytes());
+            assert!(!hit, "{} holds the oinkcode", e.path().display());
+        }
+    }
 }

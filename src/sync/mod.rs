@@ -250,6 +250,14 @@ pub fn run(cfg: &SyncConfig, opts: &Options) -> anyhow::Result<SyncReport> {
         lines.push(line);
         dry_run_reports.extend(dry);
     }
+    // A held download that a newer one replaced in this run is no longer held.
+    for l in lines.iter_mut() {
+        let gone = l.id.as_ref().is_some_and(|id| !cfg.work.join(id).exists());
+        if l.download == "pending" && l.outcome.as_deref() == Some("held") && gone {
+            l.outcome = Some("superseded".into());
+            l.reason = Some("replaced by a newer download".into());
+        }
+    }
     let mut pending_exports = 0;
     if !opts.dry_run {
         // Changes a sink did not confirm in an earlier run go out even when nothing is new.
@@ -437,11 +445,7 @@ impl Run<'_> {
             if let Ok(Some(row)) = self.ing.store.bundle(&p.id) {
                 if row.status == "held" {
                     line.outcome = Some("held".into());
-                    line.reason = Some(format!(
-                        "{} (release with `etferry sync --approve {}`)",
-                        row.reason.unwrap_or_default(),
-                        p.source
-                    ));
+                    line.reason = row.reason;
                     return line;
                 }
             }
