@@ -23,16 +23,16 @@ pub struct Cli {
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
-    /// Config file, or a directory holding fetch.yaml / watch.yaml (default: config/)
+    /// Config file, or a directory holding fetch.yaml / watch.yaml / etferry.yaml (default: config/)
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE|DIR")]
     pub config: Option<PathBuf>,
-    /// Also write logs to a daily-rotated file in DIR
+    /// Also write logs to a daily-rotated file in DIR (the original connector's -ll DIR works too)
     #[arg(long, global = true, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
     /// How many rotated log files to keep
     #[arg(long, global = true, default_value_t = 14, value_name = "N")]
     pub log_keep: usize,
-    /// More detail in logs: -v info, -vv debug, -vvv trace
+    /// More detail in logs: -v info, -vv debug, -vvv trace (the original's -v3 / -v 3 work too)
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Log line format

@@ -121,6 +121,15 @@ fn an_upstream_change_sends_exactly_the_changed_rules() {
     assert_eq!(o.code(), 0, "{}", o.all());
     // tests/fixtures/README.md: 116 enabled rules.
     assert_eq!(site.sim_counts(), counts(&[("Active", 116)]));
+    // `export` reads the same store: nothing is pending.
+    let o = site.run(&["export", "threatq", "--dry-run"]);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(
+        o.stdout()
+            .contains("threatq (dry run): 0 changes would be sent"),
+        "{}",
+        o.stdout()
+    );
 
     let (files, changed, removed) = changed_sample();
     site.serve(SURI, targz(&files));
