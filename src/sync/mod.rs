@@ -304,6 +304,17 @@ impl Run<'_> {
         };
         let mut line = Line::new(&p.source, "pending");
         line.id = Some(p.id.clone());
+        if let Ok(Some(row)) = self.ing.store.bundle(&p.id) {
+            if row.status == "superseded" {
+                // Killed between the journal and the removal: finish the removal.
+                if let Err(e) = std::fs::remove_dir_all(dir) {
+                    tracing::warn!("cannot remove {}: {e}", dir.display());
+                }
+                line.outcome = Some("superseded".into());
+                line.reason = row.reason;
+                return line;
+            }
+        }
         let approve = self.opts.approve.contains(&p.source);
         if !approve {
             // A held download is not read again until it is approved or superseded.
