@@ -78,3 +78,38 @@ fn kill_9_at_any_stage_then_sync_again_equals_a_clean_run() {
         );
     }
 }
+
+#[test]
+fn kill_9_while_a_held_download_is_superseded_never_stores_the_held_one() {
+    let site = SyncSite::with_archive(targz(&sample_files()), "");
+    assert_eq!(site.sync(&[]).code(), 0);
+    let worm: Vec<_> = sample_files()
+        .into_iter()
+        .filter(|(n, _)| n.ends_with("emerging-worm.rules"))
+        .collect();
+    site.serve(SURI, targz(&worm));
+    assert_eq!(site.sync(&["--now"]).code(), 5);
+    site.serve(SURI, fetch_support::small_archive(10));
+    let o = site.sync_env(&["--now"], &[("ETFERRY_TEST_CRASH_AT", "superseded")]);
+    assert!(o.stderr().contains("aborting"), "{}", o.all());
+    let o = site.sync(&["--now"]);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    // The collapse (19 rules) was never stored; the newer download (sequence 3) is.
+    let st = site.source_status(SURI_SOURCE);
+    assert_eq!(st["last_bundle"], "et-open-suricata-5.0-00000003", "{st}");
+    assert_eq!(st["held"].as_array().unwrap().len(), 0, "{st}");
+    assert!(st["rules"].as_u64().unwrap() > 256, "{st}");
+    let c = rusqlite::Connection::open(site.store()).unwrap();
+    let status: String = c
+        .query_row(
+            "SELECT status FROM bundles WHERE id = 'et-open-suricata-5.0-00000002'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "superseded");
+    assert!(std::fs::read_dir(site.state().join("work"))
+        .unwrap()
+        .next()
+        .is_none());
+}

@@ -478,6 +478,7 @@ impl Run<'_> {
                     "superseded",
                     Some(&why),
                 )?;
+                crash_point("superseded");
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("cannot remove {}", dir.display()))?;
                 eprintln!("{}: {why}", p.id);
