@@ -22,11 +22,11 @@ pub const SCHEMA_VERSION: i64 = 2;
 /// Added to schema 2 without a version bump (an additive table older code never reads), so it
 /// is also created in a store of that version written before it existed.
 const DOWNLOADS_TABLE: &str = r#"
--- `etferry sync`: where each source's current rules were downloaded from (URL with any oinkcode
--- redacted), the md5 of the download and when; written in the transaction that stores them
+-- `etferry sync`: where each stored version was downloaded from (URL with any oinkcode redacted),
+-- the md5 of the download and when; written in the transaction that stores the version
 CREATE TABLE IF NOT EXISTS downloads (
-    source TEXT PRIMARY KEY,
-    bundle TEXT NOT NULL,
+    bundle TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
     url TEXT NOT NULL,
     md5 TEXT,
     downloaded_at TEXT NOT NULL
@@ -473,22 +473,19 @@ impl Store {
             .optional()?)
     }
 
-    /// The provenance of a source's rules when `sync` downloaded them, and the id it stored them as.
-    pub fn download(&self, source: &str) -> anyhow::Result<Option<(String, Provenance)>> {
+    /// Where the version stored as `bundle` was downloaded from, when `sync` downloaded it.
+    pub fn download(&self, bundle: &str) -> anyhow::Result<Option<Provenance>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT bundle, url, md5, downloaded_at FROM downloads WHERE source = ?1",
-                [source],
+                "SELECT url, md5, downloaded_at FROM downloads WHERE bundle = ?1",
+                [bundle],
                 |r| {
-                    Ok((
-                        r.get(0)?,
-                        Provenance {
-                            url: r.get(1)?,
-                            md5: r.get(2)?,
-                            downloaded_at: parse_time(&r.get::<_, String>(3)?),
-                        },
-                    ))
+                    Ok(Provenance {
+                        url: r.get(0)?,
+                        md5: r.get(1)?,
+                        downloaded_at: parse_time(&r.get::<_, String>(2)?),
+                    })
                 },
             )
             .optional()?)
@@ -751,8 +748,8 @@ impl Store {
             }
             if let Some(d) = &b.download {
                 tx.execute(
-                    "INSERT OR REPLACE INTO downloads (source, bundle, url, md5, downloaded_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT OR REPLACE INTO downloads (bundle, source, url, md5, downloaded_at)
+                     VALUES (?2, ?1, ?3, ?4, ?5)",
                     params![
                         b.source,
                         b.bundle,

@@ -74,6 +74,7 @@ fn first_sync_sends_every_standard_rule_then_an_unchanged_upstream_downloads_and
     assert_eq!(o.code(), 0, "{}", o.all());
     let r: serde_json::Value = serde_json::from_str(&o.stdout()).unwrap();
     assert_eq!(r["origin"], "download");
+    assert_eq!(r["download"]["md5"], "3ed507977921535c79d7d322803cdd34");
     assert_eq!(r["counts"]["added"], 23_906);
     let o = site.run(&["rules", "--sid", "2019401", "--json"]);
     assert_eq!(o.code(), 0, "{}", o.all());

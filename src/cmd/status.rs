@@ -54,10 +54,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         }
         // An auditor must see whether the source's current rules came from a signed bundle.
         let archive = store.archive_import(&s.name)?;
-        let download = store
-            .download(&s.name)?
-            .filter(|(bundle, _)| *bundle == s.last_bundle)
-            .map(|(_, p)| p);
+        let download = store.download(&s.last_bundle)?;
         let origin = match (&archive, &download) {
             (_, Some(_)) => crate::ingest::diff::ORIGIN_DOWNLOAD,
             (Some(a), _) if a.bundle == s.last_bundle => crate::ingest::diff::ORIGIN_ARCHIVE,

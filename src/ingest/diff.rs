@@ -169,6 +169,9 @@ pub struct Report {
     /// `signed bundle` or `unsigned archive` (a bare archive dropped by hand), for auditors.
     #[serde(default = "signed_bundle")]
     pub origin: String,
+    /// Where a `sync` download came from (URL redacted, md5, time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<crate::store::Provenance>,
 }
 
 /// The origin of a report from a signed (or, with `require_signature: false`, manifest) bundle.

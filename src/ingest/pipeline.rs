@@ -415,6 +415,7 @@ impl Ingestor {
             outcome: "stored".into(),
             held_reason: None,
             origin: imp.origin.to_string(),
+            download: imp.download.clone(),
         };
         if dry {
             report.outcome = "dry-run".into();

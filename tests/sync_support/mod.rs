@@ -175,7 +175,7 @@ impl SyncSite {
             "SELECT name, last_sequence, last_bundle FROM sources ORDER BY 1",
             "SELECT id, stage, status FROM bundles ORDER BY 1",
             // The server's port differs from site to site: only the path of the URL is compared.
-            "SELECT source, bundle, md5, substr(url, instr(substr(url, 8), '/') + 7) FROM downloads ORDER BY 1",
+            "SELECT source, bundle, md5, substr(url, instr(substr(url, 8), '/') + 7) FROM downloads ORDER BY 1, 2",
             "SELECT sink, source, gid, sid, rev, text_hash, enabled, removed, status, last_error FROM exports ORDER BY 1,2,3,4",
         ] {
             let mut st = c.prepare(q).unwrap();
