@@ -8,15 +8,20 @@
 #      offline: --no-test --no-reload --url file://…, with its own temp data and output dirs.
 # Each is run RUNS times (default 3) and the median is reported, then the ratios.
 #
-# Usage: scripts/bench-ingest.sh            (env: RUNS, BENCH_VENV, CORPUS)
+# Usage: scripts/bench-ingest.sh            (env: RUNS, BENCH_VENV, CORPUS=dir holding rules/)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CORPUS=${CORPUS:-$ROOT/../shared/corpus/et-open-suricata-5.0-2024-04-21}
 VENV=${BENCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/etferry-bench/venv}
 RUNS=${RUNS:-3}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+if [ -z "${CORPUS:-}" ]; then
+    # The repository's copy of the ET Open Suricata 5.0 set (tests/corpus/SOURCES.md).
+    CORPUS=$TMP/corpus
+    mkdir -p "$CORPUS"
+    tar xzf "$ROOT/tests/corpus/et-open-suricata-5.0-2024-04-21/emerging.rules.tar.gz" -C "$CORPUS"
+fi
 
 [ -x /usr/bin/time ] || { echo "needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }
 [ -d "$CORPUS/rules" ] || { echo "corpus not found: $CORPUS/rules" >&2; exit 1; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: `etferry parse` against suricata-update's rule parser on the same input.
 #
-# Input: every .rules file of ../shared/corpus/et-open-suricata-5.0-2024-04-21 concatenated (1x) and
+# Input: every .rules file of the ET Open Suricata 5.0 set (tests/corpus) concatenated (1x) and
 # a 10x copy, in a temporary directory. Each parser runs as a whole process (start-up included);
 # wall time, CPU time (user + system) and peak RSS come from wait4(2) on that process. Best of $RUNS
 # runs (by wall time) is reported. On a busy machine wall time mostly measures the wait for a core,
@@ -12,9 +12,16 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-corpus="${CORPUS:-$root/../shared/corpus/et-open-suricata-5.0-2024-04-21/rules}"
 venv="${SU_VENV:-/tmp/su-venv}"
 runs="${RUNS:-3}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+if [ -z "${CORPUS:-}" ]; then
+    tar xzf "$root/tests/corpus/et-open-suricata-5.0-2024-04-21/emerging.rules.tar.gz" -C "$work"
+    corpus="$work/rules"
+else
+    corpus="$CORPUS"
+fi
 
 [ -d "$corpus" ] || { echo "bench-parse: corpus not found: $corpus" >&2; exit 1; }
 
@@ -29,8 +36,6 @@ if ! "$venv/bin/python" -c 'import suricata.update.rule' 2>/dev/null; then
 fi
 su_version="$("$venv/bin/python" -c 'import suricata.update.version as v; print(v.version)')"
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 cat "$corpus"/*.rules > "$work/et-1x.rules"
 for _ in $(seq 10); do cat "$work/et-1x.rules"; done > "$work/et-10x.rules"
 

@@ -850,7 +850,7 @@ mod tests {
     fn real_corpus_archive_is_read_fully() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/corpus/et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz"
+            "/tests/corpus/et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz"
         );
         let bytes = std::fs::read(path).unwrap();
         let got = read_archive(path, &bytes, &Limits::default()).unwrap();

@@ -58,8 +58,10 @@ pub enum Command {
     Fetch(cmd::fetch::Args),
     /// Create a minisign key pair for signing bundles
     Keygen(cmd::keygen::Args),
-    /// Check bundles: signature, manifest, sizes, sha256, expiry
+    /// Check bundles (signature, manifest, sizes, sha256, expiry) or signed files (FILE.minisig)
     Verify(cmd::verify::Args),
+    /// Sign files (e.g. a release's SHA256SUMS) with the bundle key: FILE.minisig (DMZ side)
+    Sign(cmd::sign::Args),
     /// Verify, parse, diff and store bundles once (air-gapped side)
     Ingest(cmd::ingest::Args),
     /// Watch the inbox and ingest bundles as they arrive (service)
@@ -112,6 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Fetch(a) => cmd::fetch::run(a, g),
         Command::Keygen(a) => cmd::keygen::run(a, g),
         Command::Verify(a) => cmd::verify::run(a, g),
+        Command::Sign(a) => cmd::sign::run(a, g),
         Command::Ingest(a) => cmd::ingest::run(a, g),
         Command::Watch(a) => cmd::watch::run(a, g),
         Command::Status(a) => cmd::status::run(a, g),

@@ -10,7 +10,7 @@ use ingest_support::*;
 #[test]
 fn corpus_rulesets_are_stored_with_the_corpus_counts() {
     let env = Env::new();
-    // (source, payload, rules, standard, non-standard) from ../shared/corpus/SOURCES.md
+    // (source, payload, rules, standard, non-standard) from tests/corpus/SOURCES.md
     let sets: [(&str, Vec<u8>, u64, u64, u64); 3] = [
         (
             "et-open-suricata-1.3",

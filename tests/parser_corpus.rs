@@ -1,4 +1,4 @@
-//! The parser on real ET data: the counts of `../shared/corpus/SOURCES.md`, zero errors, and every
+//! The parser on real ET data: the counts of `tests/corpus/SOURCES.md`, zero errors, and every
 //! rule's text byte-identical to its slice of the source, from folders, from the `.tar.gz`
 //! archives, and through the `etferry parse --json` binary.
 
@@ -9,7 +9,13 @@ use std::process::Command;
 use etferry::archive::{read_archive, Limits};
 use etferry::rules::{parse_many, ParseOptions, ParsedFile};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+#[path = "corpus_support/mod.rs"]
+mod corpus_support;
+
+/// The unpacked corpus root.
+fn corpus() -> &'static Path {
+    corpus_support::root()
+}
 const SAMPLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/et-open-sample/rules"
@@ -84,7 +90,7 @@ fn check(set: &str, files: &[(String, Vec<u8>)], parsed: &[ParsedFile<'_>]) -> (
 #[test]
 fn every_corpus_folder_matches_sources_md_with_zero_errors_and_exact_text() {
     for (set, n_files, en, dis) in SETS {
-        let files = rules_files(&Path::new(CORPUS).join(set).join("rules"));
+        let files = rules_files(&corpus().join(set).join("rules"));
         assert_eq!(files.len(), n_files, "{set}");
         let parsed = parse_many(&files, &ParseOptions::default());
         assert_eq!(check(set, &files, &parsed), (en, dis), "{set}");
@@ -104,7 +110,7 @@ fn every_corpus_folder_matches_sources_md_with_zero_errors_and_exact_text() {
 #[test]
 fn tar_gz_archives_give_the_same_counts_as_their_folders() {
     for (set, n_files, en, dis) in &SETS[..2] {
-        let path = Path::new(CORPUS).join(set).join("emerging.rules.tar.gz");
+        let path = corpus().join(set).join("emerging.rules.tar.gz");
         let bytes = std::fs::read(&path).unwrap();
         let members =
             read_archive(&path.display().to_string(), &bytes, &Limits::default()).unwrap();
@@ -118,7 +124,7 @@ fn tar_gz_archives_give_the_same_counts_as_their_folders() {
         assert_eq!(check(set, &files, &parsed), (*en, *dis), "{set}");
         // Byte for byte the same members as the extracted folder.
         for (name, data) in &files {
-            let on_disk = std::fs::read(Path::new(CORPUS).join(set).join(name)).unwrap();
+            let on_disk = std::fs::read(corpus().join(set).join(name)).unwrap();
             assert!(
                 on_disk == *data,
                 "{set}: {name} differs from the folder copy"
@@ -129,7 +135,7 @@ fn tar_gz_archives_give_the_same_counts_as_their_folders() {
 
 #[test]
 fn blocklist_botcc_rules_are_436_ip_list_rules() {
-    let path = Path::new(CORPUS).join("et-blocklists/blockrules-2019-10-04/emerging-botcc.rules");
+    let path = corpus().join("et-blocklists/blockrules-2019-10-04/emerging-botcc.rules");
     let files = vec![(path.display().to_string(), std::fs::read(&path).unwrap())];
     let parsed = parse_many(&files, &ParseOptions::default());
     let (en, dis) = check("botcc", &files, &parsed);
@@ -165,7 +171,10 @@ fn etferry(args: &[&str]) -> (i32, serde_json::Value, String) {
 
 #[test]
 fn parse_json_on_the_2024_folder_prints_the_sources_md_counts() {
-    let dir = format!("{CORPUS}/et-open-suricata-5.0-2024-04-21/rules");
+    let dir = corpus()
+        .join("et-open-suricata-5.0-2024-04-21/rules")
+        .display()
+        .to_string();
     let (code, j, err) = etferry(&["parse", "--json", &dir]);
     assert_eq!(code, 0, "{err}");
     let keys: Vec<&str> = j.as_object().unwrap().keys().map(|k| k.as_str()).collect();
@@ -207,7 +216,10 @@ fn parse_json_on_the_2024_folder_prints_the_sources_md_counts() {
 
 #[test]
 fn parse_json_counts_a_rule_file_given_twice_as_duplicates() {
-    let set = format!("{CORPUS}/et-open-suricata-1.3-enhanced-2017-03-10");
+    let set = corpus()
+        .join("et-open-suricata-1.3-enhanced-2017-03-10")
+        .display()
+        .to_string();
     let icmp = format!("{set}/rules/emerging-icmp.rules");
     let tgz = format!("{set}/emerging.rules.tar.gz");
     let (code, j, err) = etferry(&["parse", "--json", &icmp, &tgz]);
@@ -267,9 +279,9 @@ fn unreadable_input_exits_1_naming_it() {
     assert!(err.contains("nope.rules"), "{err}");
 
     // A truncated download: the archive is refused, nothing is counted.
-    let src = std::fs::read(format!(
-        "{CORPUS}/et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz"
-    ))
+    let src = std::fs::read(
+        corpus().join("et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz"),
+    )
     .unwrap();
     let cut = dir.path().join("cut.tar.gz");
     std::fs::write(&cut, &src[..src.len() - 100]).unwrap();

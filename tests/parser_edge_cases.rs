@@ -1,4 +1,4 @@
-//! Every case of `../shared/reference/edge-cases.json` with its expected verdict, alone and
+//! Every case of `tests/corpus/edge-cases.json.gz` (a copy of the shared reference) with its expected verdict, alone and
 //! between two valid rules (the neighbours must always survive), plus the cases the JSON cannot
 //! hold: invalid UTF-8, `requires:`, Snort 3 comment blocks and an overflowing sid.
 
@@ -8,7 +8,7 @@ use etferry::rules::{parse_bytes, Dialect, ParseOptions, ParsedFile, Rule};
 
 const CASES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/reference/edge-cases.json"
+    "/tests/corpus/edge-cases.json.gz"
 );
 
 const BEFORE: &str = r#"alert tcp any any -> any any (msg:"before"; sid:8000001; rev:1;)"#;
@@ -42,7 +42,12 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let raw = std::fs::read_to_string(CASES).unwrap();
+    let mut raw = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(CASES).unwrap()),
+        &mut raw,
+    )
+    .unwrap();
     let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
     v.as_array()
         .unwrap()

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use etferry::sinks::threatq::{ThreatQConfig, ThreatQSink};
 use etferry::sinks::{ExportItem, Sink};
-use threatq_sim::corpus::{self, SURICATA_5};
+use threatq_sim::corpus::{self, suricata_5};
 use threatq_sim::{Sim, CLIENT_ID, EMAIL, PASSWORD};
 
 fn run(sim: &Sim, sink: &mut ThreatQSink, label: &str, items: &[ExportItem]) {
@@ -51,7 +51,7 @@ fn bench_threatq() {
         sim.requests().len(),
         t.elapsed().as_secs_f64()
     );
-    let day1: Vec<ExportItem> = corpus::load_dir(SURICATA_5, "suricata-5.0")
+    let day1: Vec<ExportItem> = corpus::load_dir(&suricata_5(), "suricata-5.0")
         .into_iter()
         .filter(|i| i.enabled)
         .collect();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use etferry::exit::{exit_for, Exit};
 use etferry::sinks::threatq::{ThreatQConfig, ThreatQSink};
 use etferry::sinks::{ExportItem, Sink};
-use threatq_sim::corpus::{self, SURICATA_5};
+use threatq_sim::corpus::{self, suricata_5};
 use threatq_sim::{Fault, KeyBy, Sim, SimConfig, CLIENT_ID, EMAIL, PASSWORD};
 
 /// watch.yaml's `sinks.threatq` for the simulator, with quick retries; `extra` adds keys.
@@ -59,7 +59,7 @@ fn assert_no_duplicates(sim: &Sim) {
 fn full_et_open_set_lands_active_in_ceil_rules_over_batch_requests() {
     let sim = Sim::start();
     let (mut sink, _d) = connect(&sim, "");
-    let items = standard(corpus::load_dir(SURICATA_5, "suricata-5.0"));
+    let items = standard(corpus::load_dir(&suricata_5(), "suricata-5.0"));
     // SOURCES.md: 24,827 enabled rules in this (incomplete) Suricata 5.0 set.
     assert_eq!(items.len(), 24_827);
     let out = sink.export(&items).unwrap();
@@ -124,7 +124,7 @@ fn non_standard_rules_get_their_status_and_a_shipped_disabled_attribute() {
     let sim = Sim::start();
     let (mut sink, _d) = connect(&sim, "");
     sink.require_statuses(&["Active", "Review"]).unwrap();
-    let items = corpus::load_file(SURICATA_5, "emerging-dos.rules", "suricata-5.0");
+    let items = corpus::load_file(&suricata_5(), "emerging-dos.rules", "suricata-5.0");
     let (std_n, non_n) = (
         items.iter().filter(|i| i.enabled).count(),
         items.iter().filter(|i| !i.enabled).count(),
@@ -147,7 +147,7 @@ fn changed_bundle_sends_exactly_the_diff_and_no_old_revision_lingers() {
     let sim = Sim::start();
     let (mut sink, _d) = connect(&sim, "batch_size: 100\n");
     let day1 = standard(corpus::load_file(
-        SURICATA_5,
+        &suricata_5(),
         "emerging-info.rules",
         "suricata-5.0",
     ));
@@ -198,7 +198,7 @@ fn instance_that_updates_in_place_keeps_only_the_new_revision() {
     });
     let (mut sink, _d) = connect(&sim, "rev_change: update_in_place\n");
     let day1 = standard(corpus::load_file(
-        SURICATA_5,
+        &suricata_5(),
         "emerging-scada.rules",
         "suricata-5.0",
     ));
@@ -231,7 +231,7 @@ fn instance_that_updates_in_place_keeps_only_the_new_revision() {
 #[test]
 fn every_fault_loses_nothing_duplicates_nothing_and_pending_goes_next_run() {
     let items = standard(corpus::load_file(
-        SURICATA_5,
+        &suricata_5(),
         "emerging-ftp.rules",
         "suricata-5.0",
     ));
@@ -316,7 +316,7 @@ fn per_item_errors_fail_only_those_rules() {
     let sim = Sim::start();
     let (mut sink, _d) = connect(&sim, "batch_size: 25\n");
     let items = standard(corpus::load_file(
-        SURICATA_5,
+        &suricata_5(),
         "emerging-ftp.rules",
         "suricata-5.0",
     ));
@@ -344,7 +344,7 @@ fn retry_after_is_honoured() {
     let sim = Sim::start();
     let (mut sink, _d) = connect(&sim, "retry: {attempts: 3, base: 10ms, max_delay: 5s}\n");
     let items = standard(corpus::load_file(
-        SURICATA_5,
+        &suricata_5(),
         "emerging-worm.rules",
         "suricata-5.0",
     ));
@@ -370,7 +370,7 @@ fn short_lived_token_is_refreshed_not_reentered() {
         "batch_size: 10\nconcurrency: 1\nbatch_pause: 400ms\nbatch_pause_max: 400ms\n",
     );
     let items = standard(corpus::load_file(
-        SURICATA_5,
+        &suricata_5(),
         "emerging-dos.rules",
         "suricata-5.0",
     ));
@@ -447,7 +447,7 @@ fn statuses_fall_back_to_api_objects_and_suricata_type_is_used_when_present() {
     });
     let (mut sink, _d) = connect(&sim, "");
     let items = standard(corpus::load_file(
-        SURICATA_5,
+        &suricata_5(),
         "emerging-worm.rules",
         "suricata-5.0",
     ));
@@ -476,7 +476,7 @@ fn expired_token_with_refused_relogin_stops_with_a_clear_message() {
     let sim = Sim::start();
     let (mut sink, _d) = connect(&sim, "batch_size: 10\nconcurrency: 1\n");
     let items = standard(corpus::load_file(
-        SURICATA_5,
+        &suricata_5(),
         "emerging-scada.rules",
         "suricata-5.0",
     ));

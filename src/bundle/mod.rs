@@ -6,11 +6,13 @@
 //! sequence. Keys use minisign's own file formats, so `minisign -Vm manifest.json -p bundle.pub`
 //! checks a bundle too.
 
+mod detached;
 mod keys;
 mod manifest;
 mod publish;
 mod verify;
 
+pub use detached::{sign_file, signature_path, verify_file};
 pub use keys::{keygen, PublicKey, SigningKey};
 pub use manifest::{bundle_id, FileEntry, Manifest, SourceInfo, Upstream, FORMAT};
 pub use publish::{list_bundles, prune, publish};

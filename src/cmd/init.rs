@@ -348,7 +348,7 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
          standard_status: {standard_status}\n\
          non_standard_status: {non_standard_status}\n\
          removed_status: Expired\n\
-         # Hand-dropped ET archives (no DMZ fetcher): see README \"Bare ruleset archives\".\n\
+         # Hand-dropped ET archives (no DMZ fetcher): see docs/bare-archives.md.\n\
          accept_unsigned_archives: false\n\
          sanity:\n  max_drop_percent: 20\n\
          rescan_interval: 30s\n\

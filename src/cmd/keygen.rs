@@ -14,7 +14,7 @@ pub struct Args {
     /// Environment variable holding the password that encrypts the secret key
     #[arg(long, conflicts_with = "unencrypted")]
     pub password_env: Option<String>,
-    /// Store the secret key unencrypted (unattended hosts; see README)
+    /// Store the secret key unencrypted (unattended hosts; see docs/dmz-side.md)
     #[arg(long)]
     pub unencrypted: bool,
 }
@@ -27,7 +27,7 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
         (None, None, false) => {
             return Err(usage(
                 "give --password-file FILE or --password-env VAR to encrypt the secret key, \
-                 or --unencrypted for an unattended host (see README)",
+                 or --unencrypted for an unattended host (see docs/dmz-side.md)",
             ))
         }
     };

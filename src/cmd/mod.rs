@@ -12,6 +12,7 @@ pub mod keygen;
 pub mod parse;
 pub mod report;
 pub mod rules;
+pub mod sign;
 pub mod status;
 pub mod sync;
 pub mod verify;

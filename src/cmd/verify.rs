@@ -8,7 +8,7 @@ pub struct Args {
     /// Trusted public key (minisign format); repeatable
     #[arg(long = "key", required = true)]
     pub keys: Vec<std::path::PathBuf>,
-    /// Bundle directories
+    /// Bundle directories, or files signed with `etferry sign` (FILE.minisig beside each)
     #[arg(required = true)]
     pub bundles: Vec<std::path::PathBuf>,
 }
@@ -22,6 +22,19 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
     let now = chrono::Utc::now();
     let mut exit = Exit::Ok;
     for dir in &args.bundles {
+        // A plain file is a detached signature check (release SHA256SUMS); a bundle is a folder.
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_file()) {
+            match crate::bundle::verify_file(dir, &keys) {
+                Ok((key, comment)) => {
+                    println!("OK   {}: signed by key {key} ({comment})", dir.display())
+                }
+                Err(e) => {
+                    println!("FAIL {}: {e:#}", dir.display());
+                    exit = Exit::Rejected;
+                }
+            }
+            continue;
+        }
         match crate::bundle::verify(dir, &keys, now) {
             Ok(v) => {
                 let m = &v.manifest;

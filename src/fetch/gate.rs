@@ -254,7 +254,7 @@ mod tests {
 
     const SURI_2017: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpus/et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz"
+        "/tests/corpus/et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz"
     );
 
     #[test]

@@ -4,7 +4,7 @@
 //! [`RuleError`] with file, line and reason, and parsing continues with the next rule, so one bad
 //! rule never costs the others. Time is linear in the input: hand-written scanning, no regexes.
 //!
-//! Dialect choices (see also README "Parser"):
+//! Dialect choices (see also docs/parsing.md):
 //! - **Suricata** (the reference, default for ET files): options end at a `;` not preceded by `\`,
 //!   quotes are ignored while splitting (a bare `"` inside a pcre is legal, a raw `;` is not); the last
 //!   option needs its `;`; header fields are separated by spaces only (a tab is an error); nothing

@@ -1,21 +1,22 @@
 //! Test support for `etferry fetch`: a local ET-like HTTP server on 127.0.0.1 built from
-//! `../shared/corpus`, with fault switches and a request log; a tiny forward proxy; helpers to run
+//! `tests/corpus`, with fault switches and a request log; a tiny forward proxy; helpers to run
 //! the binary.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+#[path = "../corpus_support/mod.rs"]
+pub mod corpus_support;
 
 /// A file or folder of the real ET corpus (tests/corpus, unpacked on demand).
 pub fn corpus_path(rel: &str) -> PathBuf {
-    Path::new(CORPUS).join(rel)
+    corpus_support::root().join(rel)
 }
 
 pub fn corpus(rel: &str) -> Vec<u8> {

@@ -9,10 +9,12 @@ use std::process::Command;
 use chrono::Utc;
 use etferry::bundle::{self, Manifest, SigningKey, SourceInfo};
 
-pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+#[path = "../corpus_support/mod.rs"]
+pub mod corpus_support;
 
+/// A file or folder of the real ET corpus (tests/corpus, unpacked on demand).
 pub fn corpus(rel: &str) -> PathBuf {
-    Path::new(CORPUS).join(rel)
+    corpus_support::root().join(rel)
 }
 
 pub struct Env {

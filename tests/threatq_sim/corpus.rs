@@ -2,15 +2,18 @@
 //! (`etferry::rules`), so the tests see exactly the fields the pipeline would store.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use etferry::rules::{self, ParseOptions, Rule};
 use etferry::sinks::ExportItem;
 
-pub const SURICATA_5: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/corpus/et-open-suricata-5.0-2024-04-21/rules"
-);
+#[path = "../corpus_support/mod.rs"]
+mod corpus_support;
+
+/// The ET Open Suricata 5.0 rules folder of the unpacked corpus.
+pub fn suricata_5() -> PathBuf {
+    corpus_support::root().join("et-open-suricata-5.0-2024-04-21/rules")
+}
 
 /// One parsed rule → the ExportItem a sink would be given for it.
 fn item_from_rule(r: &Rule<'_>, file: &str, engine: &str) -> ExportItem {
@@ -52,7 +55,7 @@ fn items_from_bytes(data: &[u8], name: &str, engine: &str) -> Vec<ExportItem> {
 }
 
 /// Every rule of every `.rules` file under `dir`, sorted by file then line.
-pub fn load_dir(dir: &str, engine: &str) -> Vec<ExportItem> {
+pub fn load_dir(dir: &Path, engine: &str) -> Vec<ExportItem> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -71,8 +74,8 @@ pub fn load_dir(dir: &str, engine: &str) -> Vec<ExportItem> {
 }
 
 /// Items a sink is given for one file only.
-pub fn load_file(dir: &str, file: &str, engine: &str) -> Vec<ExportItem> {
-    let data = std::fs::read(format!("{dir}/{file}")).unwrap();
+pub fn load_file(dir: &Path, file: &str, engine: &str) -> Vec<ExportItem> {
+    let data = std::fs::read(dir.join(file)).unwrap();
     items_from_bytes(&data, &format!("rules/{file}"), engine)
 }
 

@@ -1,5 +1,5 @@
 //! A ThreatQ API simulator for tests: a real HTTP server on 127.0.0.1 (tiny_http) that implements
-//! the calls of `../shared/reference/threatq-api.md` the sink uses, records every request, and
+//! the calls of the ThreatQ API reference (docs/threatq.md summarises it) the sink uses, records every request, and
 //! injects faults on demand. Not part of the product binary.
 //!
 //! Assumptions it encodes (as the reference does): `/consume` upserts keyed on a hash of the value
