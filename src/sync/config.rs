@@ -292,4 +292,13 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../config/etferry.yaml");
+        let f: SyncFile =
+            crate::config::parse_yaml(Path::new("config/etferry.yaml"), text).unwrap();
+        assert_eq!(f.sources.len(), 2);
+        assert!(f.sinks.threatq.is_some() && f.publish.is_none());
+    }
 }
