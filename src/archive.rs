@@ -87,6 +87,8 @@ pub enum ArchiveErrorKind {
     TotalTooLarge { limit: u64 },
     #[error("truncated gzip stream")]
     TruncatedGzip,
+    #[error("{bytes} bytes of trailing data after the last gzip stream")]
+    TrailingData { bytes: usize },
     #[error("corrupt gzip stream: {0}")]
     CorruptGzip(String),
     #[error("truncated or corrupt tar: {0}")]
@@ -279,8 +281,9 @@ fn read_tar_gz(
         over: Cell::new(false),
         gzip_err: RefCell::new(None),
     };
+    // The buffered decoder consumes exactly its stream, so what follows it can be checked.
     let reader = Counted {
-        inner: flate2::read::GzDecoder::new(bytes),
+        inner: flate2::bufread::GzDecoder::new(bytes),
         counter: &counter,
     };
     let mut archive = tar::Archive::new(reader);
@@ -291,6 +294,26 @@ fn read_tar_gz(
     let mut rest = archive.into_inner();
     if let Err(e) = io::copy(&mut rest, &mut io::sink()) {
         return Err(err(name, None, stream_error(&counter, limits, &e)));
+    }
+    // Further gzip members (concatenated streams) are decoded and checked the same way; any
+    // other byte after the last one is data nobody verified, and refused.
+    let mut tail: &[u8] = rest.inner.into_inner();
+    while !tail.is_empty() {
+        if !tail.starts_with(&[0x1f, 0x8b]) {
+            return Err(err(
+                name,
+                None,
+                ArchiveErrorKind::TrailingData { bytes: tail.len() },
+            ));
+        }
+        let mut next = Counted {
+            inner: flate2::bufread::GzDecoder::new(tail),
+            counter: &counter,
+        };
+        if let Err(e) = io::copy(&mut next, &mut io::sink()) {
+            return Err(err(name, None, stream_error(&counter, limits, &e)));
+        }
+        tail = next.inner.into_inner();
     }
     Ok(())
 }
@@ -686,6 +709,27 @@ mod tests {
             e.kind,
             ArchiveErrorKind::MemberTooLarge { limit: 1024 * 1024 }
         );
+    }
+
+    #[test]
+    fn trailing_data_after_the_gzip_stream_is_refused_and_more_streams_are_checked() {
+        let mut data = gz(&tar_of(&[tar_entry(
+            "a.rules",
+            tar::EntryType::Regular,
+            "",
+            RULE,
+        )]));
+        let whole = data.clone();
+        data.extend_from_slice(b"unsigned tail");
+        let e = read_archive("t.tar.gz", &data, &small()).unwrap_err();
+        assert_eq!(e.kind, ArchiveErrorKind::TrailingData { bytes: 13 });
+        // A second, valid gzip member is fine; a broken one is not.
+        let mut two = whole.clone();
+        two.extend_from_slice(&gz(b"padding"));
+        assert_eq!(read_archive("t.tar.gz", &two, &small()).unwrap().len(), 1);
+        let mut broken = whole;
+        broken.extend_from_slice(&gz(b"padding")[..12]);
+        assert!(read_archive("t.tar.gz", &broken, &small()).is_err());
     }
 
     #[test]

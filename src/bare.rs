@@ -198,20 +198,26 @@ pub enum VersionBasis {
 }
 
 /// An archive's version, for replay protection without a manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveVersion {
     pub at: DateTime<Utc>,
     pub basis: VersionBasis,
+    /// Where the newest date is: `rules/x.rules line 12 (sid 2012345)`, or the member's path.
+    pub found_in: String,
 }
 
 /// The newest `updated_at` / `created_at` date in the `.rules` members, else the newest mtime.
 pub fn archive_version(members: &[Member]) -> Option<ArchiveVersion> {
-    let mut newest: Option<NaiveDate> = None;
+    // (date, member index, byte offset) of the newest date seen.
+    let mut newest: Option<(NaiveDate, usize, usize)> = None;
     let finders = [
         memchr::memmem::Finder::new(b"updated_at "),
         memchr::memmem::Finder::new(b"created_at "),
     ];
-    for m in members.iter().filter(|m| m.path.ends_with(".rules")) {
+    for (i, m) in members.iter().enumerate() {
+        if !m.path.ends_with(".rules") {
+            continue;
+        }
         for f in &finders {
             for pos in f.find_iter(&m.data) {
                 let start = pos + f.needle().len();
@@ -222,23 +228,48 @@ pub fn archive_version(members: &[Member]) -> Option<ArchiveVersion> {
                     .ok()
                     .and_then(|s| NaiveDate::parse_from_str(s, "%Y_%m_%d").ok())
                 {
-                    newest = Some(newest.map_or(d, |n| n.max(d)));
+                    if newest.is_none_or(|(n, _, _)| d > n) {
+                        newest = Some((d, i, pos));
+                    }
                 }
             }
         }
     }
-    if let Some(d) = newest {
+    if let Some((d, i, pos)) = newest {
         let at = d.and_hms_opt(0, 0, 0)?.and_utc();
         return Some(ArchiveVersion {
             at,
             basis: VersionBasis::RuleMetadata,
+            found_in: rule_at(&members[i], pos),
         });
     }
-    let mtime = members.iter().filter_map(|m| m.mtime).max()?;
+    let (mtime, i) = members
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| m.mtime.map(|t| (t, i)))
+        .max()?;
     Some(ArchiveVersion {
         at: DateTime::from_timestamp(mtime, 0)?,
         basis: VersionBasis::MemberMtime,
+        found_in: members[i].path.clone(),
     })
+}
+
+/// `path line N (sid S)` of the rule around byte `pos` of a member, for messages.
+fn rule_at(m: &Member, pos: usize) -> String {
+    let line = memchr::memchr_iter(b'\n', &m.data[..pos]).count() + 1;
+    let start = memchr::memrchr(b'\n', &m.data[..pos]).map_or(0, |p| p + 1);
+    let end = memchr::memchr(b'\n', &m.data[pos..]).map_or(m.data.len(), |p| pos + p);
+    let text = String::from_utf8_lossy(&m.data[start..end]);
+    let sid = text
+        .split(';')
+        .filter_map(|opt| opt.trim().strip_prefix("sid:"))
+        .map(|v| v.trim().to_string())
+        .next();
+    match sid {
+        Some(sid) => format!("{} line {line} (sid {sid})", m.path),
+        None => format!("{} line {line}", m.path),
+    }
 }
 
 /// The first 32-hex token of a `.md5` file, lowercased (`md5sum` format and bare hashes both work).

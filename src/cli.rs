@@ -74,6 +74,8 @@ pub enum Command {
     Rules(cmd::rules::Args),
     /// Send pending changes to a sink
     Export(cmd::export::Args),
+    /// Recover a source whose sequence was pushed too far (`sequence reset SOURCE --to N`)
+    Sequence(cmd::sequence::Args),
     /// Write a config interactively (or from piped answers)
     Init(cmd::init::Args),
     /// Check configuration files
@@ -89,6 +91,16 @@ pub enum Command {
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(original_flags(std::env::args_os()));
+    if let Some(dir) = &cli.global.log_dir {
+        // A missing log directory is created; one that cannot be is a usage error naming it.
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!(
+                "etferry: error: --log-dir {}: cannot create the directory: {e}",
+                crate::safe_name::path(dir)
+            );
+            return ExitCode::from(Exit::Usage.code());
+        }
+    }
     crate::progress::enable_for_this_process(cli.global.log_format == LogFormat::Json);
     let _guard = init_logging(&cli.global);
     let exit = match run(cli) {
@@ -98,7 +110,11 @@ pub fn main() -> ExitCode {
                 // `etferry rules | head` is a normal way to end.
                 Exit::Ok
             } else {
-                eprintln!("etferry: error: {err:#}");
+                // Errors may carry names from the medium: control characters are escaped.
+                eprintln!(
+                    "etferry: error: {}",
+                    crate::safe_name::escape(&format!("{err:#}"))
+                );
                 exit_for(&err)
             }
         }
@@ -121,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Report(a) => cmd::report::run(a, g),
         Command::Rules(a) => cmd::rules::run(a, g),
         Command::Export(a) => cmd::export::run(a, g),
+        Command::Sequence(a) => cmd::sequence::run(a, g),
         Command::Init(a) => cmd::init::run(a, g),
         Command::Config(a) => cmd::config::run(a, g),
         Command::Demo(a) => cmd::demo::run(a, g),

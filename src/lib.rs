@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod ingest;
 pub mod progress;
 pub mod rules;
+pub mod safe_name;
 pub mod secret;
 pub mod sinks;
 pub mod store;

@@ -70,12 +70,65 @@ impl fmt::Debug for SafeUrl {
     }
 }
 
-/// Mask `user:password@` in a URL and every occurrence of each secret.
+/// Mask `user:password@` in a URL and every occurrence of each secret, in every form a server
+/// may echo it back: raw, JSON-escaped (also PHP's `\/` and `\uXXXX` style) and URL-encoded
+/// (percent-encoding with `%20` or `+`, upper- or lowercase hex).
 pub fn redact(text: &str, secrets: &[&Secret]) -> String {
     let mut out = redact_userinfo(text);
     for s in secrets {
-        if !s.expose().is_empty() {
-            out = out.replace(s.expose(), "***");
+        for form in forms(s.expose()) {
+            out = out.replace(&form, "***");
+        }
+    }
+    out
+}
+
+/// The raw secret and its escaped and encoded forms, longest first (so a longer form is not
+/// left half-masked by a shorter one it contains), without duplicates or empty strings.
+fn forms(raw: &str) -> Vec<String> {
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    let json = serde_json::to_string(raw)
+        .map(|q| q[1..q.len() - 1].to_string())
+        .unwrap_or_default();
+    let mut php = String::new();
+    for c in json.chars() {
+        match c {
+            '/' => php.push_str("\\/"),
+            c if !c.is_ascii() => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    php.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => php.push(c),
+        }
+    }
+    let mut v = vec![raw.to_string(), json, php];
+    for upper in [true, false] {
+        v.push(percent(raw, upper, false));
+        v.push(percent(raw, upper, true));
+    }
+    v.retain(|f| !f.is_empty());
+    v.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    v.dedup();
+    v
+}
+
+/// Percent-encode every byte outside the unreserved set; `form` writes a space as `+`
+/// (application/x-www-form-urlencoded).
+fn percent(raw: &str, upper: bool, form: bool) -> String {
+    let mut out = String::new();
+    for b in raw.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            b'*' if form => out.push('*'),
+            b' ' if form => out.push('+'),
+            b if upper => out.push_str(&format!("%{b:02X}")),
+            b => out.push_str(&format!("%{b:02x}")),
         }
     }
     out
@@ -101,6 +154,24 @@ mod tests {
     fn secret_never_prints() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+    }
+
+    #[test]
+    fn every_echoed_form_of_a_secret_is_masked() {
+        let pw = Secret::new(r#"p"a\ss w/rd+é&"#);
+        for echoed in [
+            r#"p"a\ss w/rd+é&"#,
+            r#"p\"a\\ss w/rd+é&"#,
+            r#"p\"a\\ss w\/rd+\u00e9&"#,
+            "p%22a%5Css%20w%2Frd%2B%C3%A9%26",
+            "p%22a%5Css+w%2Frd%2B%C3%A9%26",
+            "p%22a%5css+w%2frd%2b%c3%a9%26",
+        ] {
+            let body = format!(r#"{{"error":"bad login","echo":"password={echoed}"}}"#);
+            let shown = redact(&body, &[&pw]);
+            assert!(!shown.contains(echoed), "{echoed} survived: {shown}");
+            assert!(shown.contains("password=***"), "{shown}");
+        }
     }
 
     #[test]

@@ -321,6 +321,8 @@ fn parse_time(s: &str) -> DateTime<Utc> {
 impl Store {
     /// Open (or create) the store at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
+        // The store and its WAL files are private (0600).
+        crate::fsutil::private_umask();
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)
@@ -377,7 +379,52 @@ impl Store {
                 path.display()
             ),
         }
+        Store::ensure_manifest_table(&conn).with_context(ctx)?;
         Ok(Store { conn })
+    }
+
+    /// The sha256 of each verified manifest, so that a different bundle under a done id is told
+    /// from the same one. Added beside the versioned schema: stores that predate it get it here.
+    fn ensure_manifest_table(conn: &Connection) -> anyhow::Result<()> {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS bundle_manifests (bundle TEXT PRIMARY KEY, sha256 TEXT NOT NULL);",
+        )?;
+        Ok(())
+    }
+
+    /// Remember the sha256 of a bundle's verified manifest.
+    pub fn record_manifest(&self, bundle: &str, sha256: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO bundle_manifests (bundle, sha256) VALUES (?1, ?2)
+             ON CONFLICT (bundle) DO UPDATE SET sha256 = excluded.sha256",
+            params![bundle, sha256],
+        )?;
+        Ok(())
+    }
+
+    /// The sha256 of the manifest verified under `bundle`, if one was recorded.
+    pub fn manifest_sha256(&self, bundle: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT sha256 FROM bundle_manifests WHERE bundle = ?1",
+                [bundle],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Set a source's last accepted sequence (the operator's recovery from a sequence pushed too
+    /// far); returns the previous one, or `None` for an unknown source.
+    pub fn set_last_sequence(&self, source: &str, sequence: u64) -> anyhow::Result<Option<u64>> {
+        let Some(s) = self.source(source)? else {
+            return Ok(None);
+        };
+        self.conn.execute(
+            "UPDATE sources SET last_sequence = ?2 WHERE name = ?1",
+            params![source, sequence as i64],
+        )?;
+        Ok(Some(s.last_sequence))
     }
 
     /// Raw connection, for tests and read-only queries.

@@ -256,14 +256,23 @@ fn rate_limit_with_retry_after_sets_a_cool_down_honoured_next_run() {
     );
     assert!(run.all().contains("1h"), "{}", run.all());
     srv.clear_log();
-    let next = site.fetch();
-    assert_eq!(next.code(), 0, "{}", next.all());
+    // Without --now (which would override it): not contacted, and exit 1 with the end time.
+    let next = Run(etferry(&[
+        "fetch",
+        "-c",
+        site.path("fetch.yaml").to_str().unwrap(),
+    ]));
+    assert_eq!(next.code(), 1, "{}", next.all());
     assert!(
         srv.log().is_empty(),
         "cooling source contacted upstream: {:?}",
         srv.log()
     );
-    assert!(next.stdout().contains("cooling down"), "{}", next.stdout());
+    assert!(
+        next.stdout().contains("cooling down until"),
+        "{}",
+        next.stdout()
+    );
     assert_eq!(site.last_report()["sources"][0]["status"], "cooling_down");
 }
 
@@ -284,7 +293,8 @@ fn slow_drip_body_past_the_total_timeout_fails() {
                 3,
             );
         },
-        &["total_timeout", "after 3 attempts"],
+        // total_timeout bounds the download with its retries (issue 18): no second attempt.
+        &["total_timeout 1s", "no retry: total_timeout 1s is spent"],
     );
 }
 

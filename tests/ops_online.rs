@@ -379,7 +379,12 @@ fn https_to_a_server_without_tls_names_a_tls_error_and_exits_3() {
     let o = check_online(&env.config);
     assert_eq!(o.code, Some(3), "{o:?}");
     assert!(o.stderr.contains("TLS error"), "{}", o.stderr);
-    assert!(o.stderr.contains("ca_bundle"), "{}", o.stderr);
+    // Issue 18: said so, instead of suggesting a CA bundle.
+    assert!(
+        o.stderr.contains("plain http on this https URL"),
+        "{}",
+        o.stderr
+    );
     no_secret(&o, &[PASSWORD]);
 }
 

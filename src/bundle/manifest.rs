@@ -59,6 +59,9 @@ pub struct Upstream {
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
+    /// Where the payload came from when a redirect was followed (secrets masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_url: Option<String>,
 }
 
 /// One payload file.
@@ -105,4 +108,12 @@ impl Manifest {
     pub fn is_heartbeat(&self) -> bool {
         self.unchanged_since.is_some()
     }
+}
+
+/// The files an unverified manifest lists, to know what to copy off the medium before the
+/// signature is checked. Nothing here is trusted: verification reads the manifest again.
+pub fn listed_files(manifest_bytes: &[u8]) -> Option<Vec<FileEntry>> {
+    serde_json::from_slice::<Manifest>(manifest_bytes)
+        .ok()
+        .map(|m| m.files)
 }

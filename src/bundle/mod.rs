@@ -14,9 +14,12 @@ mod verify;
 
 pub use detached::{sign_file, signature_path, verify_file};
 pub use keys::{keygen, PublicKey, SigningKey};
-pub use manifest::{bundle_id, FileEntry, Manifest, SourceInfo, Upstream, FORMAT};
+pub use manifest::{bundle_id, listed_files, FileEntry, Manifest, SourceInfo, Upstream, FORMAT};
 pub use publish::{list_bundles, prune, publish};
-pub use verify::{verify, verify_with, BundleError, VerifiedBundle, VerifyOptions};
+pub use verify::{
+    check_created_at, verify, verify_with, BundleError, VerifiedBundle, VerifyOptions,
+    MANIFEST_CAP, SIGNATURE_CAP,
+};
 
 /// File name of the manifest inside a bundle.
 pub const MANIFEST: &str = "manifest.json";
@@ -29,7 +32,7 @@ pub fn trusted_comment(bundle_id: &str, sequence: u64) -> String {
 }
 
 /// Is `rel` a safe relative path for a payload file (no absolute path, no `..`, no empty parts)?
-pub(crate) fn safe_relative_path(rel: &str) -> bool {
+pub fn safe_relative_path(rel: &str) -> bool {
     !rel.is_empty()
         && !rel.starts_with('/')
         && !rel.contains('\\')

@@ -2,8 +2,6 @@
 //! payload file's size and sha256. Payload bytes are returned from the same read that was hashed,
 //! so nothing can change between the check and the use.
 
-use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -12,6 +10,12 @@ use sha2::{Digest, Sha256};
 use super::keys::key_id;
 use super::{safe_relative_path, trusted_comment, FileEntry, Manifest, PublicKey, FORMAT};
 use super::{MANIFEST, SIGNATURE};
+use crate::fsutil::{check_no_symlinks, read_medium, MediumError};
+
+/// A manifest larger than this is refused before it is parsed (a full ruleset lists a few files).
+pub const MANIFEST_CAP: u64 = 16 << 20;
+/// A minisign signature file is a few hundred bytes; more is not a signature.
+pub const SIGNATURE_CAP: u64 = 4096;
 
 /// Why a bundle was refused. Every message names the bundle.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,15 @@ pub enum BundleError {
         path: String,
         reason: String,
     },
+    /// Something on the medium that is never read: a symbolic link, a device, a FIFO.
+    #[error("{bundle}: {reason}")]
+    Refused { bundle: String, reason: String },
+    #[error("{bundle}: created_at {created_at} {why}")]
+    BadDate {
+        bundle: String,
+        created_at: DateTime<Utc>,
+        why: String,
+    },
     #[error("{bundle}: cannot read {path}: {source}")]
     Io {
         bundle: String,
@@ -65,6 +78,9 @@ pub struct VerifyOptions {
     pub max_total_size: u64,
     /// Refuse bundles whose `expires_at` has passed.
     pub check_expiry: bool,
+    /// Accept a bundle without a signature file (`require_signature: false`); it is checked in
+    /// every other way, and its `key_id` is empty.
+    pub allow_unsigned: bool,
 }
 
 impl VerifyOptions {
@@ -73,6 +89,7 @@ impl VerifyOptions {
             now,
             max_total_size: 1 << 30,
             check_expiry: true,
+            allow_unsigned: false,
         }
     }
 }
@@ -115,63 +132,48 @@ pub fn verify_with(
         source,
     };
 
-    let manifest_bytes = read_limited(&dir.join(MANIFEST), 16 << 20).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            BundleError::Incomplete {
-                bundle: bundle.clone(),
-                what: MANIFEST.to_string(),
+    // A link anywhere on the medium is refused, never followed: the bundle directory itself,
+    // the manifest, the signature, and every directory above a payload file.
+    let dir = &crate::fsutil::strip_trailing(dir);
+    let medium = |what: &str, e: MediumError| -> BundleError {
+        match e {
+            MediumError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                BundleError::Incomplete {
+                    bundle: bundle.clone(),
+                    what: what.to_string(),
+                }
             }
-        } else {
-            io_err(MANIFEST, e)
+            MediumError::Io { source, .. } => io_err(what, source),
+            MediumError::TooLarge { cap, .. } if what == MANIFEST => BundleError::BadManifest {
+                bundle: bundle.clone(),
+                reason: format!("{MANIFEST} is larger than its cap of {cap} bytes"),
+            },
+            MediumError::TooLarge { cap, .. } => BundleError::BadSignatureFile {
+                bundle: bundle.clone(),
+                reason: format!(
+                    "{what} is larger than its cap of {cap} bytes (a minisign signature is a few hundred bytes)"
+                ),
+            },
+            refused => BundleError::Refused {
+                bundle: bundle.clone(),
+                reason: crate::safe_name::escape(&refused.to_string()).into_owned(),
+            },
         }
-    })?;
-    let sig_text = match fs::read_to_string(dir.join(SIGNATURE)) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(BundleError::Incomplete {
-                bundle,
-                what: SIGNATURE.to_string(),
-            })
-        }
-        Err(e) => return Err(io_err(SIGNATURE, e)),
     };
-    let sig = minisign::SignatureBox::from_string(&sig_text).map_err(|e| {
-        BundleError::BadSignatureFile {
-            bundle: bundle.clone(),
-            reason: e.to_string(),
-        }
-    })?;
-    let signer = key_id(sig.keynum());
-    let Some(key) = trusted.iter().find(|k| k.keynum() == sig.keynum()) else {
-        return Err(BundleError::UntrustedKey {
-            bundle,
-            key_id: signer,
-            trusted: trusted
-                .iter()
-                .map(|k| k.id())
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
+    check_no_symlinks(dir, "").map_err(|e| medium(".", e))?;
+    let manifest_bytes =
+        read_medium(dir, MANIFEST, MANIFEST_CAP).map_err(|e| medium(MANIFEST, e))?;
+    let sig_bytes = match read_medium(dir, SIGNATURE, SIGNATURE_CAP) {
+        Err(e) if e.is_not_found() && opts.allow_unsigned => None,
+        r => Some(r.map_err(|e| medium(SIGNATURE, e))?),
     };
-    // A signature without a trusted comment would not bind the bundle id and sequence.
-    let comment = sig
-        .trusted_comment()
-        .map_err(|e| BundleError::BadSignatureFile {
-            bundle: bundle.clone(),
-            reason: format!("no trusted comment: {e}"),
-        })?;
-    minisign::verify(
-        key.inner(),
-        &sig,
-        std::io::Cursor::new(&manifest_bytes),
-        true,
-        false,
-        false,
-    )
-    .map_err(|_| BundleError::BadSignature {
-        bundle: bundle.clone(),
-        key_id: signer.clone(),
-    })?;
+    let (signer, comment) = match sig_bytes {
+        Some(b) => {
+            let (signer, comment) = check_signature(&bundle, &b, &manifest_bytes, trusted)?;
+            (signer, Some(comment))
+        }
+        None => (String::new(), None),
+    };
 
     let bad = |reason: String| BundleError::BadManifest {
         bundle: bundle.clone(),
@@ -192,7 +194,7 @@ pub fn verify_with(
         )));
     }
     let expected_comment = trusted_comment(&manifest.bundle_id, manifest.sequence);
-    if comment != expected_comment {
+    if let Some(comment) = comment.filter(|c| *c != expected_comment) {
         return Err(bad(format!(
             "signed trusted comment {comment:?} does not match the manifest ({expected_comment:?})"
         )));
@@ -203,6 +205,11 @@ pub fn verify_with(
                 .to_string(),
         ));
     }
+    check_created_at(&manifest, opts.now).map_err(|why| BundleError::BadDate {
+        bundle: bundle.clone(),
+        created_at: manifest.created_at,
+        why,
+    })?;
     if opts.check_expiry && opts.now > manifest.expires_at {
         return Err(BundleError::Expired {
             bundle,
@@ -234,22 +241,20 @@ pub fn verify_with(
         {
             return Err(bad_file("listed twice".to_string()));
         }
-        let path = dir.join(&entry.path);
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BundleError::Incomplete {
-                    bundle: bundle.clone(),
-                    what: entry.path.clone(),
-                })
+        // One byte over the declared size is enough to see a mismatch; nothing more is read.
+        let data = match read_medium(dir, &entry.path, entry.size) {
+            Ok(d) => d,
+            Err(MediumError::TooLarge { .. }) => {
+                return Err(bad_file(format!(
+                    "size is larger than the {} bytes the manifest says",
+                    entry.size
+                )))
             }
-            Err(e) => return Err(io_err(&entry.path, e)),
+            Err(MediumError::NotRegular(_)) => {
+                return Err(bad_file("is not a regular file".to_string()))
+            }
+            Err(e) => return Err(medium(&entry.path, e)),
         };
-        if !meta.file_type().is_file() {
-            return Err(bad_file("is not a regular file".to_string()));
-        }
-        let data = read_limited(&path, entry.size.saturating_add(1))
-            .map_err(|e| io_err(&entry.path, e))?;
         if data.len() as u64 != entry.size {
             return Err(bad_file(format!(
                 "size is {} bytes, the manifest says {}",
@@ -275,12 +280,98 @@ pub fn verify_with(
     })
 }
 
-/// Read at most `limit` bytes (a file that is larger shows up as a size mismatch).
-fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    let f = fs::File::open(path)?;
-    let mut data = Vec::new();
-    f.take(limit).read_to_end(&mut data)?;
-    Ok(data)
+/// Check the signature file against the manifest bytes with a trusted key; returns the signer's
+/// key id and the trusted comment.
+fn check_signature(
+    bundle: &str,
+    sig_bytes: &[u8],
+    manifest_bytes: &[u8],
+    trusted: &[PublicKey],
+) -> Result<(String, String), BundleError> {
+    let sig_text =
+        String::from_utf8(sig_bytes.to_vec()).map_err(|_| BundleError::BadSignatureFile {
+            bundle: bundle.to_string(),
+            reason: "not UTF-8 text".to_string(),
+        })?;
+    // minisign reads the first four lines and ignores the rest: refuse anything after them,
+    // so nothing unsigned rides along in the signature file.
+    if let Some((n, _)) = sig_text
+        .lines()
+        .enumerate()
+        .skip(4)
+        .find(|(_, l)| !l.trim().is_empty())
+    {
+        return Err(BundleError::BadSignatureFile {
+            bundle: bundle.to_string(),
+            reason: format!(
+                "trailing data after the signature (line {}); a signature file has four lines",
+                n + 1
+            ),
+        });
+    }
+    // minisign does not check the global signature's length and panics on a short one (found by
+    // the property tests): it must be 64 bytes, 88 base64 characters ending in `==`.
+    let global = sig_text.lines().nth(3).map(str::trim).unwrap_or_default();
+    let b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    if global.len() != 88 || !global.ends_with("==") || !global[..86].chars().all(b64) {
+        return Err(BundleError::BadSignatureFile {
+            bundle: bundle.to_string(),
+            reason: "the global signature (line 4) is not 64 bytes of base64".to_string(),
+        });
+    }
+    let sig = minisign::SignatureBox::from_string(&sig_text).map_err(|e| {
+        BundleError::BadSignatureFile {
+            bundle: bundle.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    let signer = key_id(sig.keynum());
+    let Some(key) = trusted.iter().find(|k| k.keynum() == sig.keynum()) else {
+        return Err(BundleError::UntrustedKey {
+            bundle: bundle.to_string(),
+            key_id: signer,
+            trusted: trusted
+                .iter()
+                .map(|k| k.id())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    // A signature without a trusted comment would not bind the bundle id and sequence.
+    let comment = sig
+        .trusted_comment()
+        .map_err(|e| BundleError::BadSignatureFile {
+            bundle: bundle.to_string(),
+            reason: format!("no trusted comment: {e}"),
+        })?;
+    minisign::verify(
+        key.inner(),
+        &sig,
+        std::io::Cursor::new(&manifest_bytes),
+        true,
+        false,
+        false,
+    )
+    .map_err(|_| BundleError::BadSignature {
+        bundle: bundle.to_string(),
+        key_id: signer.clone(),
+    })?;
+    Ok((signer, comment))
+}
+
+/// A bundle's `created_at` may be up to a day ahead of this clock (skew between the DMZ and the
+/// air-gapped host), and not before 2000 (no etferry bundle is that old; a zeroed or forged date).
+pub fn check_created_at(m: &Manifest, now: DateTime<Utc>) -> Result<(), String> {
+    if m.created_at > now + chrono::Duration::days(1) {
+        return Err(format!(
+            "is more than a day in the future (now {}): the producer's clock is wrong or the bundle is forged",
+            now.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
+    if chrono::Datelike::year(&m.created_at) < 2000 {
+        return Err("is before 2000: not a date an etferry bundle can have".to_string());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -288,6 +379,7 @@ mod tests {
     use super::super::*;
     use super::*;
     use crate::secret::Secret;
+    use std::fs;
 
     fn source() -> SourceInfo {
         SourceInfo {

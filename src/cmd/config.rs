@@ -10,7 +10,7 @@ use crate::cli::Global;
 use crate::config::base_dir;
 use crate::exit::{exit_for, usage, Exit};
 use crate::fetch::config::{FetchConfig, Source};
-use crate::fetch::http::{Failure, Http};
+use crate::fetch::http::{Failure, Http, Kind};
 use crate::ingest::WatchConfig;
 use crate::secret::{SafeUrl, Secret};
 use crate::sinks::threatq::ThreatQSink;
@@ -161,6 +161,9 @@ fn online_watch(path: &Path, cfg: &WatchConfig) -> Exit {
                 quoted(&sink.signature_types()),
                 quoted(&statuses)
             );
+            for n in sink.notes() {
+                println!("  note: {n}");
+            }
             Exit::Ok
         }
         Err(e) => {
@@ -198,10 +201,29 @@ fn online_fetch(path: &Path, cfg: &FetchConfig) -> anyhow::Result<Exit> {
     let size = |n: Option<u64>| n.map(|n| format!(", {n} bytes")).unwrap_or_default();
     let mut exit = Exit::Ok;
     for src in &cfg.sources {
+        http.set_redirect_policy(src.redirects.clone());
         for (url, archive) in probe_urls(src) {
             let err = match http.probe(url) {
                 Ok((status, n)) => {
-                    println!("  {} {url}: HTTP {status}{}", src.name, size(n));
+                    // The same caps as fetch: an announced size over them fails there, so here.
+                    let kind = if archive.is_some() {
+                        Kind::Meta
+                    } else {
+                        Kind::Archive
+                    };
+                    match n.filter(|n| *n > http.cap(kind)) {
+                        Some(n) => {
+                            eprintln!(
+                                "{}: source {}: {url}: HTTP {status} announces {n} bytes, more than the {} allowed for {}; fetch would refuse it",
+                                path.display(),
+                                src.name,
+                                http.cap(kind),
+                                if kind == Kind::Meta { "a .md5" } else { "a download (http.max_download_size)" }
+                            );
+                            exit = exit.worst(Exit::Error);
+                        }
+                        None => println!("  {} {url}: HTTP {status}{}", src.name, size(n)),
+                    }
                     continue;
                 }
                 Err(e) => e,

@@ -1,5 +1,6 @@
 //! `etferry export threatq [--resend-all] [--dry-run]`: send what the store says is pending for
 //! ThreatQ (e.g. after ThreatQ was down), or everything again for a new instance.
+//! `etferry export rules_file|stix [--dry-run]`: rewrite that file from the whole store now.
 
 use crate::cli::Global;
 use crate::config::base_dir;
@@ -12,7 +13,7 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Sink name (threatq)
+    /// Sink name (threatq, rules_file, stix)
     pub sink: String,
     /// Send everything again (a new ThreatQ instance)
     #[arg(long)]
@@ -24,14 +25,17 @@ pub struct Args {
 
 /// Send the pending changes to ThreatQ; exit 3 when some stay pending.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
-    if args.sink != "threatq" {
+    if !["threatq", "rules_file", "stix"].contains(&args.sink.as_str()) {
         return Err(usage(format!(
-            "unknown sink {:?}; sinks that can be exported: threatq",
+            "unknown sink {:?}; sinks that can be exported: threatq, rules_file, stix",
             args.sink
         )));
     }
     // A watch.yaml, or the etferry.yaml of `sync`: both write the same store.
     let (path, cfg) = crate::sync::config::store_config(g.config.as_deref())?;
+    if args.sink != "threatq" {
+        return super::export_files::run(&args.sink, args.dry_run, &cfg, &path);
+    }
     let Some(tq) = cfg.sinks.threatq.clone() else {
         return Err(usage(format!(
             "{}: no `sinks.threatq` configured",

@@ -15,7 +15,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let path = crate::config::locate(g.config.as_deref(), "fetch.yaml")?;
     let report = fetch::run_config(&path, RunOptions { now: args.now })?;
     print!("{}", report.summary());
-    Ok(if report.failed > 0 {
+    // A source in cool-down was not fetched: the operator must see it (exit 1, with the time).
+    Ok(if report.failed > 0 || report.cooling_down > 0 {
         Exit::Error
     } else {
         Exit::Ok

@@ -48,33 +48,37 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
 }
 
 /// The short human summary of one bundle (JSON reports are in the store: `etferry report`).
+/// Names in it come from the medium: every line is printed with control characters escaped.
 pub fn print_outcome(o: &Outcome) {
+    let say = |line: String| println!("{}", crate::safe_name::escape(&line));
     match o {
         Outcome::Done(r) | Outcome::DryRun(r) => {
-            println!("{}", r.summary());
+            say(r.summary());
             if let Some(h) = &r.held_reason {
-                println!("  would be held: {h}");
+                say(format!("  would be held: {h}"));
             }
             for e in r.errors.iter().take(20) {
-                println!("  error: {e}");
+                say(format!("  error: {e}"));
             }
             if r.errors.len() > 20 {
-                println!(
+                say(format!(
                     "  … {} more errors (etferry report --json)",
                     r.errors.len() - 20
-                );
+                ));
             }
             for d in r.duplicates.iter().take(20) {
-                println!(
+                say(format!(
                     "  duplicate {}:{}:{} at {} dropped (a higher rev is kept)",
                     d.gid, d.sid, d.rev, d.file
-                );
+                ));
             }
         }
-        Outcome::Heartbeat { source } => println!("heartbeat from {source}: no upstream change"),
+        Outcome::Heartbeat { source } => {
+            say(format!("heartbeat from {source}: no upstream change"))
+        }
         Outcome::AlreadyDone => {}
-        Outcome::Rejected(r) => println!("REJECTED: {r}"),
-        Outcome::Held(r) => println!("HELD: {r}"),
-        Outcome::Abandoned => println!("stopped; the bundle will be redone on the next run"),
+        Outcome::Rejected(r) => say(format!("REJECTED: {r}")),
+        Outcome::Held(r) => say(format!("HELD: {r}")),
+        Outcome::Abandoned => say("stopped; the bundle will be redone on the next run".to_string()),
     }
 }

@@ -137,12 +137,29 @@ impl Input {
     /// page faults than parsing them.
     const MAP_ABOVE: u64 = 4 << 20;
 
+    /// No input is larger than this (the whole ET corpus ten times over is about 400 MB); a
+    /// device like `/dev/zero` is refused before it is read.
+    pub const CAP: u64 = 1 << 30;
+
     fn open(path: &std::path::Path) -> anyhow::Result<Input> {
         let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-        let len = file
+        let meta = file
             .metadata()
-            .with_context(|| format!("{}", path.display()))?
-            .len();
+            .with_context(|| format!("{}", path.display()))?;
+        if !meta.is_file() {
+            return Err(exit::usage(format!(
+                "{}: not a regular file (a device, FIFO or socket is not parsed)",
+                crate::safe_name::path(path)
+            )));
+        }
+        let len = meta.len();
+        if len > Self::CAP {
+            return Err(exit::usage(format!(
+                "{}: {len} bytes is over the input cap of {} bytes (1 GiB)",
+                crate::safe_name::path(path),
+                Self::CAP
+            )));
+        }
         if len > Self::MAP_ABOVE {
             // SAFETY: the map is read-only and private to this short-lived process; if another
             // process truncates the file meanwhile we may read garbage or get SIGBUS, which is the
@@ -152,8 +169,16 @@ impl Input {
             }
         }
         let mut data = Vec::with_capacity(len as usize);
-        std::io::Read::read_to_end(&mut &file, &mut data)
+        // A file that grows while it is read still stops at the cap.
+        std::io::Read::read_to_end(&mut std::io::Read::take(&file, Self::CAP + 1), &mut data)
             .with_context(|| format!("{}", path.display()))?;
+        if data.len() as u64 > Self::CAP {
+            return Err(exit::usage(format!(
+                "{}: larger than the input cap of {} bytes (1 GiB)",
+                crate::safe_name::path(path),
+                Self::CAP
+            )));
+        }
         Ok(Input::Owned(data))
     }
 }

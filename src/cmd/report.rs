@@ -48,8 +48,11 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let Some(json) = row.report.as_deref() else {
         let why = row.reason.as_deref().unwrap_or("");
         println!(
-            "{}: {} ({}) {why}: no change report",
-            row.id, row.status, row.stage
+            "{}",
+            escape(&format!(
+                "{}: {} ({}) {why}: no change report",
+                row.id, row.status, row.stage
+            ))
         );
         return Ok(Exit::Ok);
     };
@@ -58,7 +61,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(Exit::Ok);
     }
-    println!("{}", report.summary());
+    // Ids, file names and messages come from the medium: control characters are escaped.
+    println!("{}", escape(&report.summary()));
     for (title, list) in [
         ("added", &report.added),
         ("removed", &report.removed),
@@ -68,7 +72,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         println!("{title}: {}", list.len());
         let shown = args.limit.unwrap_or(usize::MAX).min(list.len());
         for e in &list[..shown] {
-            println!("  {}", line(e));
+            println!("  {}", escape(&line(e)));
         }
         if shown < list.len() {
             println!(
@@ -80,6 +84,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     }
     Ok(Exit::Ok)
 }
+
+use crate::safe_name::escape;
 
 fn line(e: &Entry) -> String {
     format!(

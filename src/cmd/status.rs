@@ -55,10 +55,16 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         // An auditor must see whether the source's current rules came from a signed bundle.
         let archive = store.archive_import(&s.name)?;
         let download = store.download(&s.last_bundle)?;
-        let origin = match (&archive, &download) {
-            (_, Some(_)) => crate::ingest::diff::ORIGIN_DOWNLOAD,
-            (Some(a), _) if a.bundle == s.last_bundle => crate::ingest::diff::ORIGIN_ARCHIVE,
-            _ => crate::ingest::diff::ORIGIN_BUNDLE,
+        let origin = match &archive {
+            _ if download.is_some() => crate::ingest::diff::ORIGIN_DOWNLOAD.to_string(),
+            Some(a) if a.bundle == s.last_bundle => crate::ingest::diff::ORIGIN_ARCHIVE.to_string(),
+            // The last bundle's report says whether it was signed (a heartbeat has none).
+            _ => store
+                .bundle(&s.last_bundle)?
+                .and_then(|b| b.report)
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok())
+                .and_then(|v| v["origin"].as_str().map(str::to_string))
+                .unwrap_or_else(|| crate::ingest::diff::ORIGIN_BUNDLE.to_string()),
         };
         sources.push(json!({
             "name": s.name,

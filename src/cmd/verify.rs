@@ -13,6 +13,7 @@ pub struct Args {
     pub bundles: Vec<std::path::PathBuf>,
 }
 
+/// The same checks `ingest` applies (links never followed, caps, dates), one line per bundle.
 pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
     let keys = args
         .keys
@@ -46,7 +47,7 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
                 };
                 println!(
                     "OK   {}: {} sequence {}, {what}, key {}, expires {}",
-                    dir.display(),
+                    crate::safe_name::path(dir),
                     m.source.name,
                     m.sequence,
                     v.key_id,
@@ -54,7 +55,11 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
                 );
             }
             Err(e) => {
-                println!("FAIL {}: {e}", dir.display());
+                println!(
+                    "FAIL {}: {}",
+                    crate::safe_name::path(dir),
+                    crate::safe_name::escape(&e.to_string())
+                );
                 exit = Exit::Rejected;
             }
         }

@@ -37,8 +37,44 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> anyhow::Resul
         } else {
             format!(", key `{key}`")
         };
+        let inner = clip_quoted(&clip_quoted(&inner.to_string(), '"'), '`');
         usage(format!("config {}{key}{loc}: {inner}", path.display()))
     })
+}
+
+/// Clip every run quoted with `q` longer than 200 characters in a parser's message (serde_yaml
+/// quotes the offending value or key, whatever its length).
+fn clip_quoted(msg: &str, q: char) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(start) = rest.find(q) {
+        let Some(len) = rest[start + 1..].find(q) else {
+            break;
+        };
+        out.push_str(&rest[..=start]);
+        out.push_str(&clip(&rest[start + 1..start + 1 + len]));
+        out.push(q);
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Check a value against its allowed range; the error names the file, the key and the range.
+pub fn check_range<T: PartialOrd + fmt::Display>(
+    file: &Path,
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> anyhow::Result<()> {
+    if value < min || value > max {
+        return Err(usage(format!(
+            "config {}, key `{key}`: {value} is not between {min} and {max}",
+            file.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The directory that relative paths in `config` resolve against.
@@ -74,16 +110,41 @@ pub fn locate(arg: Option<&Path>, file_name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-/// Read a secret from a file (trailing newline trimmed). Warns when others can read the file.
+/// Read a secret from a file: exactly one line (one trailing newline is fine). Warns when others
+/// can read the file. No message ever shows the content.
 pub fn read_secret_file(path: &Path) -> anyhow::Result<crate::secret::Secret> {
     warn_if_world_readable(path);
     let s = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read secret file {}", path.display()))?;
-    let s = s.trim_end_matches(['\r', '\n']).to_string();
+    let s = s
+        .strip_suffix("\r\n")
+        .or_else(|| s.strip_suffix('\n'))
+        .unwrap_or(&s);
     if s.is_empty() {
         return Err(usage(format!("secret file {} is empty", path.display())));
     }
+    if s.contains(['\r', '\n']) {
+        return Err(usage(format!(
+            "secret file {} holds more than one line; it must hold exactly the secret on one line \
+             (a trailing newline is fine)",
+            path.display()
+        )));
+    }
     Ok(crate::secret::Secret::new(s))
+}
+
+/// A value for an error message: at most 200 characters of it, so a config error cannot echo
+/// (or flood the terminal with) a huge value.
+pub fn clip(value: &str) -> String {
+    const MAX: usize = 200;
+    match value.char_indices().nth(MAX) {
+        None => value.to_string(),
+        Some((cut, _)) => format!(
+            "{}… ({} more characters)",
+            &value[..cut],
+            value[cut..].chars().count()
+        ),
+    }
 }
 
 /// Read a secret from an environment variable.
@@ -128,7 +189,8 @@ impl<'de> Deserialize<'de> for Dur {
         let s = String::deserialize(d)?;
         humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
             serde::de::Error::custom(format!(
-                "invalid duration {s:?} ({e}); write e.g. 30s, 15m, 4h or 14d"
+                "invalid duration {:?} ({e}); write e.g. 30s, 15m, 4h or 14d",
+                clip(&s)
             ))
         })
     }
@@ -243,6 +305,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("every") && err.contains("15m"), "{err}");
+    }
+
+    #[test]
+    fn secret_file_holds_exactly_one_line_and_errors_never_show_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tq.pass");
+        for ok in ["hunter2", "hunter2\n", "hunter2\r\n"] {
+            std::fs::write(&p, ok).unwrap();
+            assert_eq!(read_secret_file(&p).unwrap().expose(), "hunter2");
+        }
+        for bad in ["hunter2\nsecond", "hunter2\n\n", "a\rb"] {
+            std::fs::write(&p, bad).unwrap();
+            let e = read_secret_file(&p).unwrap_err().to_string();
+            assert!(
+                e.contains("more than one line") && !e.contains("hunter2"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn clipped_values_show_at_most_200_characters() {
+        let long = "y".repeat(5000);
+        let c = clip(&long);
+        assert!(
+            c.starts_with(&"y".repeat(200)) && c.contains("4800 more"),
+            "{c}"
+        );
+        assert_eq!(clip("short"), "short");
     }
 
     #[test]

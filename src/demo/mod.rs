@@ -165,7 +165,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         if before.contains(&name) {
             continue;
         }
-        crate::ingest::pipeline::copy_bundle(&outbox.join(&name), &inbox.join(&name))?;
+        crate::ingest::medium::copy_bundle(&outbox.join(&name), &inbox.join(&name), u64::MAX)?;
         println!("copied {name}");
         carried.push(inbox.join(&name));
     }

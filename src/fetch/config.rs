@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::catalog;
-use crate::config::{base_dir, load_yaml, read_secret_env, read_secret_file, resolve, Dur};
+use crate::config::{
+    base_dir, load_yaml, read_secret_env, read_secret_file, resolve, ByteSize, Dur,
+};
 use crate::exit::usage;
 use crate::secret::Secret;
 
@@ -77,6 +79,21 @@ pub struct HttpConfig {
     /// Longest Retry-After honoured within a run; longer ones become a cool-down instead.
     #[serde(default = "d_backoff_max")]
     pub max_retry_after: Dur,
+    /// Largest archive or rules-file body accepted; a bigger one fails the source, nothing is
+    /// published. (`version.txt` and `.md5` have their own small fixed cap.)
+    #[serde(default = "d_max_download")]
+    pub max_download_size: ByteSize,
+    /// Longest cool-down a `Retry-After` can set: ten years from a hostile server reads as this.
+    #[serde(default = "d_max_cool_down")]
+    pub max_cool_down: Dur,
+}
+
+fn d_max_download() -> ByteSize {
+    // ET Pro's largest archives are tens of MiB; 256 MiB leaves room and bounds the disk used.
+    ByteSize(256 << 20)
+}
+fn d_max_cool_down() -> Dur {
+    Dur(Duration::from_secs(24 * 3600))
 }
 
 fn d_connect() -> Dur {
@@ -110,6 +127,8 @@ impl Default for HttpConfig {
             backoff_base: d_backoff(),
             backoff_max: d_backoff_max(),
             max_retry_after: d_backoff_max(),
+            max_download_size: d_max_download(),
+            max_cool_down: d_max_cool_down(),
         }
     }
 }
@@ -135,6 +154,10 @@ pub struct SourceFile {
     /// `custom` only.
     #[serde(default)]
     pub checksum_url: Option<String>,
+    /// Hosts a redirect may lead to besides the source's own (a mirror's CDN). https is never
+    /// downgraded to http, and the oinkcode never goes to another host, allowed or not.
+    #[serde(default)]
+    pub allow_redirect_hosts: Vec<String>,
 }
 
 /// A validated source, secrets read.
@@ -146,6 +169,7 @@ pub struct Source {
     pub plan: catalog::Plan,
     /// Secrets to mask in every message about this source.
     pub secrets: Vec<Secret>,
+    pub redirects: super::redirect::Policy,
 }
 
 /// The validated configuration with paths resolved.
@@ -347,6 +371,17 @@ fn build_source(
             }
         }
     }
+    for (j, h) in s.allow_redirect_hosts.iter().enumerate() {
+        let plain = !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !plain {
+            return Err((
+                key(&format!("allow_redirect_hosts[{j}]")),
+                format!("{h:?} is not a host name; write e.g. cdn.example.net (no scheme, port or path)"),
+            ));
+        }
+    }
     let plan = if r == "custom" {
         if s.base_url.is_some() {
             return Err((
@@ -401,6 +436,9 @@ fn build_source(
         engine: s.engine.clone(),
         plan,
         secrets: oinkcode.into_iter().collect(),
+        redirects: super::redirect::Policy {
+            allow_hosts: s.allow_redirect_hosts.clone(),
+        },
     })
 }
 

@@ -86,6 +86,27 @@ pub struct Passed {
     pub rules: usize,
 }
 
+/// The checks that need only a download's size and md5: run on a body spooled to disk before it
+/// is read back into memory, so a wrong or endless body never is.
+pub fn check_digest(
+    len: u64,
+    md5: &str,
+    content_length: Option<u64>,
+    published: &PublishedMd5,
+) -> Result<(), GateError> {
+    if let Some(expected) = content_length.filter(|e| *e != len) {
+        return Err(GateError::Size { got: len, expected });
+    }
+    match published {
+        PublishedMd5::Hex(p) if p != md5 => Err(GateError::Md5Mismatch {
+            got: md5.to_string(),
+            published: p.clone(),
+        }),
+        PublishedMd5::Garbage(h) => Err(GateError::Md5Garbage(h.clone())),
+        _ => Ok(()),
+    }
+}
+
 /// Check a downloaded archive (or plain rules file) named `name`.
 pub fn check_archive(
     name: &str,
@@ -106,10 +127,18 @@ pub fn check_archive(
             })
         }
     };
-    let rules = count_archive_rules(name, body).map_err(GateError::Content)?;
+    let (rules, distinct) = count_archive_rules(name, body).map_err(GateError::Content)?;
     if rules == 0 {
         return Err(GateError::Content(format!(
             "{name} decodes but holds no rule; refusing to publish an empty ruleset"
+        )));
+    }
+    // A real ruleset repeats a few rules at most; members stuffed with copies of one rule are an
+    // expansion attack on the ingest side (memory, store), not a ruleset.
+    let duplicates = rules - distinct;
+    if duplicates > distinct {
+        return Err(GateError::Content(format!(
+            "{name} holds {rules} rules but only {distinct} distinct (gid, sid): {duplicates} duplicates outnumber them; refusing to publish"
         )));
     }
     Ok(Passed {
@@ -184,10 +213,11 @@ fn is_ip_or_cidr(s: &str) -> bool {
 }
 
 /// Decode the whole archive (to its end: a truncated gzip or tar fails here, see `archive`) and
-/// count the rules in its `.rules` members with the real parser. A body is read as one plain rules
+/// count the rules in its `.rules` members with the real parser: all of them, and distinct
+/// (gid, sid). A body is read as one plain rules
 /// file only when its name says `.rules` and it is not an archive: a broken archive is never taken
 /// for a rules file.
-fn count_archive_rules(name: &str, body: &[u8]) -> Result<usize, String> {
+fn count_archive_rules(name: &str, body: &[u8]) -> Result<(usize, usize), String> {
     let lower = name.to_ascii_lowercase();
     let kind = archive::detect(name, body);
     match kind {
@@ -204,11 +234,14 @@ fn count_archive_rules(name: &str, body: &[u8]) -> Result<usize, String> {
     let members = archive::read_archive(name, body, &archive::Limits::default())
         .map_err(|e| e.to_string())?;
     let opts = ParseOptions::default();
-    Ok(members
-        .iter()
-        .filter(|m| rules::is_rules_file(&m.path))
-        .map(|m| rules::parse_bytes(&m.path, &m.data, &opts).rules.len())
-        .sum())
+    let mut total = 0;
+    let mut ids = std::collections::HashSet::new();
+    for m in members.iter().filter(|m| rules::is_rules_file(&m.path)) {
+        let parsed = rules::parse_bytes(&m.path, &m.data, &opts);
+        total += parsed.rules.len();
+        ids.extend(parsed.rules.iter().map(|r| (r.gid, r.sid)));
+    }
+    Ok((total, ids.len()))
 }
 
 /// Rules (enabled or shipped disabled) in a rules file, by the real parser.
@@ -288,5 +321,22 @@ mod tests {
         assert!(check_archive("emerging.rules.tar.gz", html, None, &none).is_err());
         assert!(check_archive("hunting.rules", &body, None, &none).is_err());
         assert!(check_archive("x.rules", b"# only a comment\n", None, &none).is_err());
+    }
+
+    #[test]
+    fn duplicates_outnumbering_distinct_rules_are_refused_with_the_counts() {
+        let rule = "alert tcp any any -> any any (msg:\"x\"; sid:2000001; rev:1;)\n";
+        let other = "alert tcp any any -> any any (msg:\"y\"; sid:2000002; rev:1;)\n";
+        let none = PublishedMd5::None;
+        // One copy too many is fine (1 duplicate, 2 distinct); three copies are not.
+        let ok = format!("{rule}{rule}{other}");
+        assert!(check_archive("x.rules", ok.as_bytes(), None, &none).is_ok());
+        let bad = format!("{rule}{rule}{rule}{rule}{other}");
+        let e = check_archive("x.rules", bad.as_bytes(), None, &none).unwrap_err();
+        assert!(
+            e.to_string().contains("5 rules but only 2 distinct")
+                && e.to_string().contains("3 duplicates"),
+            "{e}"
+        );
     }
 }

@@ -3,8 +3,10 @@
 //! verification gate, then a signed bundle (or heartbeat) via `bundle::publish`.
 
 pub mod config;
+mod cooldown;
 pub mod gate;
 pub mod http;
+pub mod redirect;
 pub mod report;
 pub mod state;
 
@@ -17,6 +19,7 @@ use crate::bundle::{self, Manifest, SigningKey, SourceInfo, Upstream};
 use crate::catalog::Plan;
 use crate::secret::{redact, SafeUrl, Secret};
 use config::{FetchConfig, Source};
+use cooldown::CoolDown;
 use gate::{GateError, PublishedMd5};
 use http::{Conditional, Http, HttpError, Kind};
 pub use report::{RunReport, SourceReport, Status};
@@ -36,11 +39,13 @@ pub fn run(cfg: &FetchConfig, opts: RunOptions) -> anyhow::Result<RunReport> {
     let _lock = crate::fsutil::RunLock::acquire(&state.lock_path())?;
     let key = SigningKey::load(&cfg.signing_key, cfg.signing_key_password.as_ref())?;
     let secrets: Vec<Secret> = cfg.all_secrets().into_iter().cloned().collect();
-    let http = Http::new(&cfg.http, secrets.clone())?;
+    // Archive bodies are spooled beside the state, not in a possibly small /tmp.
+    let http = Http::new(&cfg.http, secrets.clone())?.with_temp_dir(&cfg.state);
     let started_at = Utc::now();
     let mut sources = Vec::new();
     for src in &cfg.sources {
         let before = (http.downloaded(), http.archive_downloaded());
+        http.set_redirect_policy(src.redirects.clone());
         let ctx = Ctx {
             cfg,
             http: &http,
@@ -133,17 +138,21 @@ impl Ctx<'_> {
                 return None;
             }
         };
-        if let Some(until) = st.cool_down_until {
-            if until > self.now {
+        let st = match self.cool_down(src, st) {
+            Ok(st) => st,
+            Err(CoolDown::Active { until, reason }) => {
                 rep.status = Status::CoolingDown;
                 rep.reason = Some(format!(
-                    "upstream asked us to wait ({}); cooling down until {}",
-                    st.cool_down_reason.as_deref().unwrap_or("Retry-After"),
+                    "upstream asked us to wait ({reason}); cooling down until {} (--now overrides it)",
                     until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ));
                 return None;
             }
-        }
+            Err(CoolDown::Unsaved(msg)) => {
+                *rep = rep.clone().failed(msg);
+                return None;
+            }
+        };
         if !self.opts.now {
             if let Some(last) = st.last_check {
                 let next = last
@@ -175,7 +184,7 @@ impl Ctx<'_> {
                 version_url.as_ref(),
                 *engine_versioned,
             ),
-            Plan::Files(files) => self.fetch_files(&src.name, st.clone(), files),
+            Plan::Files(files) => self.fetch_files(src, st.clone(), files),
         };
         match fetched {
             Ok(f) => Some(f),
@@ -186,42 +195,22 @@ impl Ctx<'_> {
         }
     }
 
-    /// Record a cool-down asked for by upstream, then return the failure.
-    fn http_fail(&self, src_name: &str, e: HttpError) -> Fail {
-        if let Some(d) = e.cool_down {
-            let until =
-                self.now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
-            // Never replace an unreadable state with a default one: that would lose the sequence.
-            let saved = self.state.load(src_name).and_then(|mut st| {
-                st.cool_down_until = Some(until);
-                st.cool_down_reason = Some(e.message.clone());
-                self.state.save(src_name, &st)
-            });
-            if let Err(se) = saved {
-                return Fail(format!(
-                    "{}; and the cool-down could not be saved: {se:#}",
-                    e.message
-                ));
-            }
-            return Fail(format!(
-                "{}; upstream asked us to wait {}: cooling down until {} (later runs skip this source until then)",
-                e.message,
-                humantime::format_duration(d),
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ));
-        }
-        Fail(e.message)
-    }
-
-    fn get(&self, src: &str, url: &SafeUrl, cond: &Conditional) -> Result<http::Response, Fail> {
+    fn get(&self, src: &Source, url: &SafeUrl, cond: &Conditional) -> Result<http::Response, Fail> {
         self.http
             .get(url, cond, Kind::Archive)
             .map_err(|e| self.http_fail(src, e))
     }
 
-    /// A GET whose 404 means "not published" (version.txt, .md5).
-    fn get_optional(&self, src: &str, url: &SafeUrl) -> Result<Option<http::Response>, Fail> {
+    /// A GET whose 404 means "not published" (version.txt, .md5). Both are one short text line:
+    /// a binary body is refused here, before any archive is downloaded.
+    fn get_optional(&self, src: &Source, url: &SafeUrl) -> Result<Option<http::Response>, Fail> {
         match self.http.get(url, &Conditional::default(), Kind::Meta) {
+            Ok(r) if r.body.contains(&0) || std::str::from_utf8(&r.body).is_err() => {
+                Err(Fail(format!(
+                    "{url}: the body ({} bytes) is binary, not a version.txt or .md5 line; nothing was published",
+                    r.body.len()
+                )))
+            }
             Ok(r) => Ok(Some(r)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(self.http_fail(src, e)),
@@ -241,7 +230,7 @@ impl Ctx<'_> {
         let have_bundle = st.last_sequence > 0 && st.md5.is_some();
 
         let version = match version_url {
-            Some(u) => self.get_optional(&src.name, u)?.map(|r| {
+            Some(u) => self.get_optional(src, u)?.map(|r| {
                 String::from_utf8_lossy(&r.body)
                     .trim()
                     .chars()
@@ -254,7 +243,7 @@ impl Ctx<'_> {
             return Ok(Fetched::Unchanged { st });
         }
 
-        let mut published = self.published_md5(&src.name, checksum_url)?;
+        let mut published = self.published_md5(src, checksum_url)?;
         if let PublishedMd5::Hex(h) = &published {
             if have_bundle && st.md5.as_deref() == Some(h.as_str()) {
                 st.version = version;
@@ -272,9 +261,11 @@ impl Ctx<'_> {
             Conditional::default()
         };
 
+        // One total_timeout for every download of this archive, md5-mismatch retries included.
+        let deadline = self.http.deadline();
         let mut attempt = 0;
         loop {
-            let r = match self.http.get(url, &cond, Kind::Archive) {
+            let mut r = match self.http.download(url, &cond, deadline) {
                 Ok(r) => r,
                 Err(e) if e.is_not_found() && engine_versioned => {
                     return Err(Fail(format!(
@@ -293,14 +284,27 @@ impl Ctx<'_> {
                         e.message
                     )))
                 }
-                Err(e) => return Err(self.http_fail(&src.name, e)),
+                Err(e) => return Err(self.http_fail(src, e)),
             };
             if r.not_modified() {
                 st.version = version;
                 return Ok(Fetched::Unchanged { st });
             }
-            match gate::check_archive(&file, &r.body, r.content_length, &published) {
-                Ok(passed) => {
+            // Size and md5 first, from the spooled copy: a wrong body is never read into memory.
+            let body = match r.spooled.as_mut() {
+                Some(sp) => gate::check_digest(sp.len, &sp.md5, r.content_length, &published)
+                    .and_then(|()| {
+                        sp.read_all().map_err(|e| {
+                            GateError::Content(format!("cannot read back the download: {e}"))
+                        })
+                    }),
+                None => Ok(std::mem::take(&mut r.body)),
+            };
+            let checked = body.and_then(|body| {
+                gate::check_archive(&file, &body, r.content_length, &published).map(|p| (p, body))
+            });
+            match checked {
+                Ok((passed, body)) => {
                     let upstream = Upstream {
                         version: version.clone(),
                         md5_published: match &published {
@@ -310,6 +314,7 @@ impl Ctx<'_> {
                         md5_matched: passed.md5_matched,
                         etag: r.etag.clone(),
                         last_modified: r.last_modified.clone(),
+                        final_url: r.final_url.clone(),
                     };
                     st.version = version;
                     st.md5 = Some(passed.md5);
@@ -318,17 +323,19 @@ impl Ctx<'_> {
                         FileState {
                             etag: r.etag,
                             last_modified: r.last_modified,
-                            sha256: Some(hex::encode(Sha256::digest(&r.body))),
+                            sha256: Some(hex::encode(Sha256::digest(&body))),
                         },
                     );
                     return Ok(Fetched::New {
                         st,
-                        payload: vec![(file, r.body)],
+                        payload: vec![(file, body)],
                         upstream,
                     });
                 }
                 Err(e @ (GateError::Md5Mismatch { .. } | GateError::Size { .. }))
-                    if attempt < self.http.retries() =>
+                    if attempt < self.http.retries()
+                        && std::time::Instant::now() + self.http.backoff(attempt + 1)
+                            < deadline =>
                 {
                     attempt += 1;
                     let d = self.http.backoff(attempt);
@@ -340,7 +347,7 @@ impl Ctx<'_> {
                     );
                     std::thread::sleep(d);
                     // The archive may have been replaced between the two downloads.
-                    published = self.published_md5(&src.name, checksum_url)?;
+                    published = self.published_md5(src, checksum_url)?;
                 }
                 Err(e) => {
                     let tries = if attempt > 0 {
@@ -348,8 +355,20 @@ impl Ctx<'_> {
                     } else {
                         String::new()
                     };
+                    // reqwest here does not decode Content-Encoding: the md5 is of the bytes as
+                    // sent, and a mirror that gzips the .tar.gz again explains a mismatch.
+                    let encoding = match (&e, r.content_encoding.as_deref()) {
+                        (GateError::Md5Mismatch { .. }, Some(enc))
+                            if !enc.eq_ignore_ascii_case("identity") =>
+                        {
+                            format!(
+                                " (the server sent Content-Encoding: {enc}; the body was kept as sent, not decoded)"
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     return Err(Fail(format!(
-                        "{url}: verification failed{tries}: {e}; nothing was published"
+                        "{url}: verification failed{tries}: {e}{encoding}; nothing was published"
                     )));
                 }
             }
@@ -358,7 +377,7 @@ impl Ctx<'_> {
 
     fn published_md5(
         &self,
-        src: &str,
+        src: &Source,
         checksum_url: Option<&SafeUrl>,
     ) -> Result<PublishedMd5, Fail> {
         Ok(match checksum_url {
@@ -372,7 +391,7 @@ impl Ctx<'_> {
 
     fn fetch_files(
         &self,
-        src: &str,
+        src: &Source,
         mut st: SourceState,
         files: &[(String, SafeUrl)],
     ) -> Result<Fetched, Fail> {
@@ -454,6 +473,7 @@ impl Ctx<'_> {
                     md5_matched: None,
                     etag: None,
                     last_modified: None,
+                    final_url: None,
                 };
                 (st, Vec::new(), upstream, true)
             }

@@ -77,6 +77,9 @@ pub struct RunReport {
     pub new_bundles: usize,
     pub heartbeats: usize,
     pub failed: usize,
+    /// Sources not contacted because upstream asked us to wait: the run did not do its job
+    /// for them, so it exits 1 too.
+    pub cooling_down: usize,
 }
 
 impl RunReport {
@@ -96,6 +99,7 @@ impl RunReport {
             new_bundles: count(Status::New),
             heartbeats: count(Status::Heartbeat),
             failed: count(Status::Failed),
+            cooling_down: count(Status::CoolingDown),
             sources,
         }
     }
@@ -156,8 +160,13 @@ impl RunReport {
             };
             out.push_str(&format!("{}: {line}\n", s.source));
         }
+        let cooling = if self.cooling_down > 0 {
+            format!(", {} cooling down", self.cooling_down)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{} new, {} heartbeat, {} failed; downloaded {} bytes ({} archive bytes)\n",
+            "{} new, {} heartbeat, {} failed{cooling}; downloaded {} bytes ({} archive bytes)\n",
             self.new_bundles,
             self.heartbeats,
             self.failed,

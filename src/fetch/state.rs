@@ -41,6 +41,10 @@ pub struct SourceState {
     pub cool_down_until: Option<DateTime<Utc>>,
     #[serde(default)]
     pub cool_down_reason: Option<String>,
+    /// The source's URL (as shown) when the cool-down was set: a cool-down asked for by one
+    /// server says nothing about another, so a changed `base_url` ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cool_down_url: Option<String>,
 }
 
 /// The state directory.

@@ -66,6 +66,11 @@ pub struct WatchConfig {
     /// Maps dropped file names to sources (first match wins).
     #[serde(default)]
     pub archive_sources: Vec<crate::bare::ArchiveSource>,
+    /// A signed bundle whose sequence is more than this above the source's last one is held
+    /// until `ingest --approve` (a DMZ fetching every 15 minutes with heartbeats reaches 10000
+    /// only after about 100 days without a carried bundle).
+    #[serde(default = "max_sequence_jump")]
+    pub max_sequence_jump: u64,
 }
 
 /// One of the six ThreatQ status names, checked when the config is read.
@@ -79,7 +84,8 @@ impl<'de> Deserialize<'de> for Status {
             Ok(Status(s))
         } else {
             Err(serde::de::Error::custom(format!(
-                "unknown status {s:?}; allowed: {}",
+                "unknown status {:?}; allowed: {}",
+                crate::config::clip(&s),
                 STATUSES.join(", ")
             )))
         }
@@ -128,6 +134,10 @@ impl Default for LimitsConfig {
 pub struct SinksConfig {
     #[serde(default)]
     pub threatq: Option<crate::sinks::threatq::ThreatQConfig>,
+    #[serde(default)]
+    pub rules_file: Option<crate::sinks::rules_file::RulesFileConfig>,
+    #[serde(default)]
+    pub stix: Option<crate::sinks::stix::StixConfig>,
 }
 
 impl SinksConfig {
@@ -137,7 +147,29 @@ impl SinksConfig {
         if self.threatq.is_some() {
             v.push("threatq".to_string());
         }
+        if self.rules_file.is_some() {
+            v.push("rules_file".to_string());
+        }
+        if self.stix.is_some() {
+            v.push("stix".to_string());
+        }
         v
+    }
+
+    /// Resolve the sinks' paths against the config file's directory (`base`), give the
+    /// whole-store sinks the store path, and check what can be checked before a run (policy
+    /// files). Every loader of a config holding `sinks:` calls this once.
+    pub fn prepare(&mut self, file: &Path, base: &Path, store: &Path) -> anyhow::Result<()> {
+        if let Some(tq) = &mut self.threatq {
+            tq.resolve_paths(base);
+        }
+        if let Some(rf) = &mut self.rules_file {
+            rf.prepare(file, base, store)?;
+        }
+        if let Some(sx) = &mut self.stix {
+            sx.prepare(base, store);
+        }
+        Ok(())
     }
 
     /// Construct the configured sinks. The ThreatQ helper builds its sink here from its typed
@@ -146,6 +178,12 @@ impl SinksConfig {
         let mut v: Vec<Box<dyn crate::sinks::Sink>> = Vec::new();
         if let Some(tq) = &self.threatq {
             v.push(crate::sinks::threatq::build(tq, policy)?);
+        }
+        if let Some(rf) = &self.rules_file {
+            v.push(Box::new(crate::sinks::rules_file::RulesFileSink::new(rf)?));
+        }
+        if let Some(sx) = &self.stix {
+            v.push(Box::new(crate::sinks::stix::StixSink::new(sx, policy)?));
         }
         Ok(v)
     }
@@ -174,6 +212,9 @@ fn thirty_s() -> Dur {
 }
 fn five_s() -> Dur {
     Dur(std::time::Duration::from_secs(5))
+}
+fn max_sequence_jump() -> u64 {
+    10_000
 }
 fn max_members() -> usize {
     10_000
@@ -209,9 +250,8 @@ impl WatchConfig {
         for k in &mut c.trusted_keys {
             *k = resolve(&base, k);
         }
-        if let Some(tq) = &mut c.sinks.threatq {
-            tq.resolve_paths(&base);
-        }
+        let store = c.store.clone();
+        c.sinks.prepare(path, &base, &store)?;
         let file = path.display();
         for r in &c.rulesets {
             if !RULESETS.contains(&r.as_str()) {
@@ -239,7 +279,56 @@ impl WatchConfig {
                 "config {file}, key `rescan_interval`: must be more than 0s"
             )));
         }
+        c.check_ranges(path)?;
         Ok(self)
+    }
+
+    /// Values that parse but make no sense (no members allowed, a debounce of years) are config
+    /// errors that give the allowed range.
+    fn check_ranges(&self, path: &Path) -> anyhow::Result<()> {
+        use crate::config::check_range;
+        let l = &self.limits;
+        check_range(path, "limits.max_members", l.max_members, 1, 10_000_000)?;
+        let size = |k: &str, v: ByteSize| -> anyhow::Result<()> {
+            if v.0 == 0 || v.0 > 64 << 30 {
+                return Err(usage(format!(
+                    "config {}, key `{k}`: {} bytes is not between 1 byte and 64 GiB",
+                    path.display(),
+                    v.0
+                )));
+            }
+            Ok(())
+        };
+        size("limits.max_member_size", l.max_member_size)?;
+        size("limits.max_total_size", l.max_total_size)?;
+        let dur = |k: &str, v: Dur, max: std::time::Duration, max_text: &str| {
+            if v.get() > max {
+                return Err(usage(format!(
+                    "config {}, key `{k}`: {v} is not between 0s and {max_text}",
+                    path.display()
+                )));
+            }
+            Ok(())
+        };
+        dur(
+            "debounce",
+            self.debounce,
+            std::time::Duration::from_secs(3600),
+            "1h",
+        )?;
+        dur(
+            "rescan_interval",
+            self.rescan_interval,
+            std::time::Duration::from_secs(86_400),
+            "1day",
+        )?;
+        check_range(
+            path,
+            "max_sequence_jump",
+            self.max_sequence_jump,
+            1,
+            1_000_000_000_000,
+        )
     }
 
     /// The archive limits for the parser's archive reader.

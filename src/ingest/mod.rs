@@ -1,10 +1,11 @@
 //! The air-gapped side: watcher, journal stages, payload reading, diff, sanity gate, pipeline.
-//! Stages read in order: `watcher` → `pipeline` (copy, verify, `payload`, `diff`, `gate`, store,
+//! Stages read in order: `watcher` → `pipeline` (copy off the medium in `medium`, verify, `payload`, `diff`, `gate`, store,
 //! export).
 
 pub mod config;
 pub mod diff;
 pub mod gate;
+pub mod medium;
 pub mod payload;
 pub mod pipeline;
 pub mod watcher;

@@ -14,9 +14,13 @@ use chrono::Utc;
 use super::config::WatchConfig;
 use super::diff::{self, Report};
 use super::{gate, payload};
+
+mod archive;
+mod refuse;
 use crate::bundle::{self, Manifest, PublicKey, VerifiedBundle};
 use crate::exit::Exit;
-use crate::fsutil::RunLock;
+use crate::fsutil::{self, RunLock};
+use crate::safe_name::{self, escape};
 use crate::sinks::Sink;
 use crate::store::{Store, StoreBatch};
 
@@ -108,20 +112,32 @@ struct Import {
 }
 
 enum Stop {
+    /// The bundle is at fault: exit 4, moved to `failed/`.
     Reject(String),
     Hold(String),
     Abandon,
+    /// This machine is at fault (disk full, permission denied, I/O error): exit 1, the bundle
+    /// stays where it is (inbox or `work/`) and the journal says `failed`, to be retried.
+    Fault(anyhow::Error),
 }
 
+/// Store, disk and move errors are local faults unless a stage says otherwise.
 impl From<anyhow::Error> for Stop {
     fn from(e: anyhow::Error) -> Self {
-        Stop::Reject(format!("{e:#}"))
+        Stop::Fault(e)
     }
+}
+
+/// Print a line about a bundle with its untrusted parts escaped.
+fn say(msg: &str) {
+    eprintln!("{}", escape(msg));
 }
 
 impl Ingestor {
     /// Open the store (taking the run lock beside it) and load the trusted keys.
     pub fn open(cfg: WatchConfig) -> anyhow::Result<Ingestor> {
+        // Whatever is written under work/, done/, failed/ and the store is private.
+        fsutil::private_umask();
         let lock = RunLock::acquire(&lock_path(&cfg.store))?;
         let mut keys = Vec::new();
         for k in &cfg.trusted_keys {
@@ -160,25 +176,49 @@ impl Ingestor {
 
     /// Process one bundle directory, or a bare archive file (`.tar.gz`, `.tgz`, `.zip`, `.rules`).
     pub fn process(&mut self, path: &Path, opts: Options) -> anyhow::Result<Outcome> {
-        if path.is_file() && is_bare_archive(path) {
+        // `inbox/x/` names the same entry as `inbox/x`, but only the second is the link itself.
+        let path_buf = fsutil::strip_trailing(path);
+        let path: &Path = &path_buf;
+        let meta = std::fs::symlink_metadata(path).ok();
+        let is_link = meta.as_ref().is_some_and(|m| m.file_type().is_symlink());
+        if is_bare_archive(path) && (is_link || meta.as_ref().is_some_and(|m| m.is_file())) {
             return self.process_archive(path, opts);
+        }
+        if meta.is_none() && is_bare_archive(path) {
+            // A held archive named by the inbox path it had (it waits in work/ under its id).
+            if let Some(f) = self.held_archive_named(path) {
+                return self.process_archive(&f, opts);
+            }
         }
         let id = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| anyhow::anyhow!("{}: not a bundle directory", path.display()))?;
+            .ok_or_else(|| anyhow::anyhow!("{}: not a bundle directory", safe_name::path(path)))?;
         let work = self.cfg.work.join(&id);
-        if id.starts_with("archive-") && !path.exists() && work.is_dir() {
-            // A held bare archive released with `ingest --approve <id>`: its work copy.
-            if let Some(f) = archive_in(&work) {
+        if is_link {
+            let reason = format!(
+                "{id}: {} is a symbolic link; links on the medium are never followed, nothing was copied",
+                path.display()
+            );
+            return self.reject_in_place(&id, &reason, opts);
+        }
+        if id.starts_with("archive-") && !path.join(bundle::MANIFEST).exists() {
+            // A held bare archive released with `ingest --approve <id or work path>`: its work copy.
+            let dir = if path.is_dir() { path } else { &work };
+            if let Some(f) = archive_in(dir) {
                 return self.process_archive(&f, opts);
             }
         }
         let row = self.store.bundle(&id)?;
         if !opts.dry_run {
             if let Some(row) = &row {
+                if row.status == "done" && path.is_dir() && path != work {
+                    if let Some(why) = self.differs_from_stored(&id, path)? {
+                        return self.reject_in_place(&id, &why, opts);
+                    }
+                }
                 if row.status == "done" {
-                    eprintln!("{id}: already done; nothing to do");
+                    say(&format!("{id}: already done; nothing to do"));
                     if opts.remove_source && path != work {
                         remove_dir(path);
                     }
@@ -215,6 +255,7 @@ impl Ingestor {
         };
         match self.run_stages(&id, &source_dir, &work, opts) {
             Ok(o) => Ok(o),
+            Err(Stop::Fault(e)) => Err(self.fault(&id, e, opts)),
             Err(Stop::Abandon) => Ok(Outcome::Abandoned),
             Err(Stop::Hold(reason)) => {
                 if opts.remove_source && path != work && work.is_dir() {
@@ -224,6 +265,7 @@ impl Ingestor {
                 Ok(Outcome::Held(reason))
             }
             Err(Stop::Reject(reason)) => {
+                let reason = escape(&reason).into_owned();
                 if !opts.dry_run {
                     self.reject(&id, path, &work, &reason, opts)?;
                 }
@@ -249,8 +291,7 @@ impl Ingestor {
                     stage,
                     "in-progress",
                     None,
-                )
-                .map_err(|e| Stop::Reject(format!("{e:#}")))?;
+                )?;
             }
             Ok(())
         };
@@ -259,7 +300,18 @@ impl Ingestor {
         let dir = if dry || src == work {
             src.to_path_buf()
         } else {
-            copy_bundle(src, work).map_err(|e| Stop::Reject(format!("{e:#}")))?;
+            use super::medium::{copy_bundle, CopyError};
+            let copied =
+                copy_bundle(src, work, self.cfg.limits.max_total_size.0).map_err(|e| match e {
+                    CopyError::Refused(r) => Stop::Reject(r),
+                    CopyError::Fault(e) => Stop::Fault(e),
+                })?;
+            if !copied.unlisted.is_empty() {
+                say(&format!(
+                    "warning: {id}: left on the medium, neither copied nor trusted (the manifest does not list them): {}",
+                    copied.unlisted.join(", ")
+                ));
+            }
             work.to_path_buf()
         };
         j(&self.store, "copied", None)?;
@@ -290,6 +342,30 @@ impl Ingestor {
                     m.sequence, s.last_sequence, s.name, s.last_bundle
                 )));
             }
+            let jump = m.sequence - s.last_sequence;
+            if jump > self.cfg.max_sequence_jump && !opts.approve {
+                let reason = format!(
+                    "{id}: held: sequence {} is {jump} above the last accepted sequence {} of source {}, \
+                     more than max_sequence_jump ({}); if the DMZ really went on this far, release it \
+                     with `etferry ingest --approve {id}`",
+                    m.sequence, s.last_sequence, s.name, self.cfg.max_sequence_jump
+                );
+                if !dry {
+                    self.store.journal(
+                        id,
+                        Some(&m.source.name),
+                        Some(m.sequence),
+                        "verified",
+                        "held",
+                        Some(&escape(&reason)),
+                    )?;
+                }
+                return Err(Stop::Hold(reason));
+            }
+        }
+        if !dry {
+            self.store
+                .record_manifest(id, &sha256_hex(&vb.manifest_bytes))?;
         }
         j(&self.store, "verified", Some(&m))?;
         crash_point("verified");
@@ -323,7 +399,11 @@ impl Ingestor {
             sequence: m.sequence,
             created_at: m.created_at,
             lifetime,
-            origin: diff::ORIGIN_BUNDLE,
+            origin: if vb.key_id.is_empty() {
+                diff::ORIGIN_UNSIGNED_BUNDLE
+            } else {
+                diff::ORIGIN_BUNDLE
+            },
             archive: None,
             download: None,
         };
@@ -350,8 +430,7 @@ impl Ingestor {
                     stage,
                     "in-progress",
                     None,
-                )
-                .map_err(|e| Stop::Reject(format!("{e:#}")))?;
+                )?;
             }
             Ok(())
         };
@@ -445,7 +524,7 @@ impl Ingestor {
                     .map_err(Stop::from)?;
                 return Err(Stop::Hold(reason));
             }
-            eprintln!("{id}: approved by the operator: {reason}");
+            say(&format!("{id}: approved by the operator: {reason}"));
         }
         j(&self.store, "gated")?;
         crash_point("gated");
@@ -484,317 +563,26 @@ impl Ingestor {
                 || crash_point("storing"),
             )
         })
-        .map_err(|e| Stop::Reject(format!("{id}: storing failed, nothing stored: {e:#}")))?;
+        .map_err(|e| Stop::Fault(e.context(format!("{id}: storing failed, nothing stored"))))?;
         crash_point("stored");
         self.finish(id, src, Some(&imp.source), Some(report), opts)
             .map_err(Stop::from)
     }
 
-    /// A bare archive dropped by hand: its id is `archive-<sha256 prefix>`, so the same content
-    /// twice is the same import. Work, done and failed hold a directory of that id with the file.
-    fn process_archive(&mut self, path: &Path, opts: Options) -> anyhow::Result<Outcome> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let size = std::fs::metadata(path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .len();
-        let limit = self.cfg.limits.max_total_size.0;
-        if size > limit {
-            let reason = format!(
-                "{name}: {size} bytes is larger than limits.max_total_size ({limit} bytes)"
-            );
-            return self.reject_archive(&name, path, None, &reason, opts);
-        }
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let sha = {
-            use sha2::{Digest, Sha256};
-            hex::encode(Sha256::digest(&bytes))
-        };
-        let id = format!("archive-{}", &sha[..16]);
-        if !self.cfg.accept_unsigned_archives {
-            let reason = format!(
-                "{name}: a bare archive, not a signed bundle, and this site does not accept unsigned archives. \
-                 To accept it, set `accept_unsigned_archives: true` in watch.yaml and, if its source cannot be \
-                 told from the archive, add an `archive_sources` entry (match: \"{name}\", ruleset: et-open, engine: …)"
-            );
-            return self.reject_archive(&name, path, Some(&id), &reason, opts);
-        }
-        let work = self.cfg.work.join(&id);
-        if !opts.dry_run {
-            if let Some(row) = self.store.bundle(&id)? {
-                if row.status == "done" {
-                    eprintln!(
-                        "{name}: the same content (sha256 {sha}) was imported before as {id}; nothing to do"
-                    );
-                    if opts.remove_source {
-                        remove_file_and_md5(path);
-                    }
-                    return Ok(Outcome::AlreadyDone);
-                }
-                if row.stage == "stored" || row.stage == "exported" {
-                    let out = self.finish(&id, &work, row.source.as_deref(), None, opts)?;
-                    if opts.remove_source {
-                        remove_file_and_md5(path);
-                    }
-                    return Ok(out);
-                }
-                if row.status == "held" && !opts.approve {
-                    if opts.remove_source && work.is_dir() {
-                        remove_file_and_md5(path);
-                    }
-                    let why = row.reason.clone().unwrap_or_default();
-                    return Ok(Outcome::Held(format!("{id} ({name}) is still held: {why}")));
-                }
-            }
-        }
-        match self.archive_stages(&id, &name, path, bytes, &sha, &work, opts) {
-            Ok(o) => {
-                if opts.remove_source && !opts.dry_run {
-                    remove_file_and_md5(path);
-                }
-                Ok(o)
-            }
-            Err(Stop::Abandon) => Ok(Outcome::Abandoned),
-            Err(Stop::Hold(reason)) => {
-                if opts.remove_source && work.is_dir() {
-                    remove_file_and_md5(path);
-                }
-                Ok(Outcome::Held(reason))
-            }
-            Err(Stop::Reject(reason)) => self.reject_archive(&name, path, Some(&id), &reason, opts),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn archive_stages(
-        &mut self,
-        id: &str,
-        name: &str,
-        path: &Path,
-        bytes: Vec<u8>,
-        sha: &str,
-        work: &Path,
-        opts: Options,
-    ) -> Result<Outcome, Stop> {
-        let dry = opts.dry_run;
-        let j = |s: &Store, stage: &str| -> Result<(), Stop> {
-            if !dry {
-                s.journal(id, None, None, stage, "in-progress", None)
-                    .map_err(|e| Stop::Reject(format!("{e:#}")))?;
-            }
-            Ok(())
-        };
-        j(&self.store, "seen")?;
-        let md5_path = md5_beside(path);
-        let md5_text = match std::fs::read(&md5_path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(Stop::Reject(format!(
-                    "{name}: cannot read {}: {e}",
-                    md5_path.display()
-                )))
-            }
-        };
-        // Taken before the work copy replaces the file (with `--approve`, `path` is in there).
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let mtime = modified
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as i64);
-        if !dry {
-            // The work copy is what a rerun after a crash (or `--approve`) uses.
-            let tmp = self.cfg.work.join(format!(".{id}.copying"));
-            let copy = || -> anyhow::Result<()> {
-                if tmp.exists() {
-                    std::fs::remove_dir_all(&tmp)?;
-                }
-                std::fs::create_dir_all(&tmp)?;
-                std::fs::write(tmp.join(name), &bytes)?;
-                if let Some(t) = modified {
-                    // A `.rules` file's version may be its time: the work copy keeps it.
-                    std::fs::File::options()
-                        .write(true)
-                        .open(tmp.join(name))?
-                        .set_modified(t)?;
-                }
-                if let Some(t) = &md5_text {
-                    std::fs::write(tmp.join(format!("{name}.md5")), t)?;
-                }
-                if work.exists() {
-                    std::fs::remove_dir_all(work)?;
-                }
-                std::fs::rename(&tmp, work)?;
-                Ok(())
-            };
-            copy().map_err(|e| {
-                Stop::Reject(format!("{name}: cannot copy to {}: {e:#}", work.display()))
-            })?;
-        }
-        j(&self.store, "copied")?;
-        if self.stopping() {
-            return Err(Stop::Abandon);
-        }
-        if let Some(t) = &md5_text {
-            use md5::{Digest, Md5};
-            let actual = hex::encode(Md5::digest(&bytes));
-            let Some(expected) = crate::bare::md5_token(t) else {
-                return Err(Stop::Reject(format!(
-                    "{name}: {} holds no md5 (32 hex digits); the archive's md5 is {actual}",
-                    md5_path.display()
-                )));
-            };
-            if expected != actual {
-                return Err(Stop::Reject(format!(
-                    "{name}: md5 mismatch: the archive's md5 is {actual}, {} says {expected}; \
-                     the copy is damaged or not the file the .md5 was made for",
-                    md5_path.display()
-                )));
-            }
-        }
-        let lower = name.to_ascii_lowercase();
-        let members = if lower.ends_with(".rules") {
-            vec![crate::archive::Member {
-                path: name.to_string(),
-                data: bytes,
-                mtime,
-            }]
-        } else {
-            crate::archive::read_archive(name, &bytes, &self.cfg.archive_limits().to_archive())
-                .map_err(|e| Stop::Reject(format!("{id} ({name}): archive {name}: {e}")))?
-        };
-        let who = crate::bare::attribute(name, &members, &self.cfg.archive_sources)
-            .map_err(Stop::Reject)?;
-        if !self.cfg.rulesets.contains(&who.ruleset) {
-            return Err(Stop::Reject(format!(
-                "{name}: ruleset {} ({}) is not imported here (rulesets: {}); add it to `rulesets` in the config to accept it",
-                who.ruleset,
-                who.how,
-                self.cfg.rulesets.join(", ")
-            )));
-        }
-        let Some(version) = crate::bare::archive_version(&members) else {
-            return Err(Stop::Reject(format!(
-                "{name}: cannot tell its version: no updated_at/created_at in its rules and no member times"
-            )));
-        };
-        let basis = match version.basis {
-            crate::bare::VersionBasis::RuleMetadata => "newest rule metadata date",
-            crate::bare::VersionBasis::MemberMtime => "newest member time",
-        };
-        if let Some(last) = self.store.archive_import(&who.name)? {
-            if last.sha256 == sha {
-                // Same content under another id cannot happen (the id is the hash); say so anyway.
-                eprintln!(
-                    "{name}: the same content as {} ({}); nothing to do",
-                    last.bundle, last.file
-                );
-                return Ok(Outcome::AlreadyDone);
-            }
-            if version.at < last.version_at {
-                return Err(Stop::Reject(format!(
-                    "{name}: older than the last archive accepted for source {}: version {} ({basis}) is before {} ({}, {}): a replay or rollback",
-                    who.name,
-                    version.at.format("%Y-%m-%d %H:%M:%S UTC"),
-                    last.version_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                    last.file,
-                    last.bundle
-                )));
-            }
-        }
-        let existing = self.store.source(&who.name)?;
-        eprintln!(
-            "{name}: unsigned archive attributed to source {} by {}; version {} ({basis})",
-            who.name,
-            who.how,
-            version.at.format("%Y-%m-%d")
-        );
-        let imp = Import {
-            source: who.name.clone(),
-            ruleset: who.ruleset.clone(),
-            engine: who.engine.clone(),
-            // The bundle sequence of a source also fed by signed bundles stays where it is.
-            sequence: existing.as_ref().map_or(0, |s| s.last_sequence),
-            created_at: version.at,
-            lifetime: existing.as_ref().map_or(0, |s| s.lifetime_secs),
-            origin: diff::ORIGIN_ARCHIVE,
-            download: None,
-            archive: Some(crate::store::ArchiveImport {
-                version_at: version.at,
-                sha256: sha.to_string(),
-                bundle: id.to_string(),
-                file: name.to_string(),
-            }),
-        };
-        j(&self.store, "verified")?;
-        let files = members.into_iter().map(|m| (m.path, m.data)).collect();
-        self.import_payload(id, work, &imp, files, opts)
-    }
-
-    /// Reject a bare archive: `failed/<id or name>/` gets the file (moved out of the inbox, else
-    /// copied) and `.reason.txt` says why.
-    fn reject_archive(
-        &mut self,
-        name: &str,
-        path: &Path,
-        id: Option<&str>,
-        reason: &str,
-        opts: Options,
-    ) -> anyhow::Result<Outcome> {
-        if opts.dry_run {
-            return Ok(Outcome::Rejected(reason.to_string()));
-        }
-        let key = id.unwrap_or(name);
-        std::fs::create_dir_all(&self.cfg.failed)?;
-        let dest = self.cfg.failed.join(key);
-        if dest.exists() {
-            std::fs::remove_dir_all(&dest)?;
-        }
-        let work = self.cfg.work.join(key);
-        if id.is_some() && work.is_dir() {
-            std::fs::rename(&work, &dest)?;
-        } else {
-            std::fs::create_dir_all(&dest)?;
-            std::fs::copy(path, dest.join(name))
-                .with_context(|| format!("cannot copy {} to {}", path.display(), dest.display()))?;
-            let md5 = md5_beside(path);
-            if md5.is_file() {
-                std::fs::copy(&md5, dest.join(format!("{name}.md5")))?;
-            }
-        }
-        if opts.remove_source {
-            remove_file_and_md5(path);
-        }
-        crate::fsutil::atomic_write(
-            &self.cfg.failed.join(format!("{key}.reason.txt")),
-            format!("{reason}\n").as_bytes(),
-        )?;
-        if let Some(id) = id {
-            self.store
-                .journal(id, None, None, "rejected", "rejected", Some(reason))?;
-        }
-        Ok(Outcome::Rejected(reason.to_string()))
-    }
-
     /// Verify signature, manifest and files; an unsigned bundle only when signatures are not
     /// required.
     fn verify(&self, dir: &Path) -> Result<VerifiedBundle, Stop> {
-        let has_sig = dir.join(bundle::SIGNATURE).exists();
-        if !has_sig && !self.cfg.require_signature {
-            return verify_unsigned(dir).map_err(|e| Stop::Reject(format!("{e:#}")));
-        }
+        let has_sig = std::fs::symlink_metadata(dir.join(bundle::SIGNATURE)).is_ok();
         let mut opts = bundle::VerifyOptions::at(Utc::now());
         opts.max_total_size = self.cfg.limits.max_total_size.0;
-        bundle::verify_with(dir, &self.keys, &opts).map_err(|e| {
-            if !has_sig {
-                Stop::Reject(format!(
-                    "{e}; the bundle is unsigned and require_signature is true"
-                ))
-            } else {
-                Stop::Reject(e.to_string())
-            }
+        opts.allow_unsigned = !self.cfg.require_signature;
+        bundle::verify_with(dir, &self.keys, &opts).map_err(|e| match e {
+            // A medium that cannot be read here is this machine's fault, not the bundle's.
+            bundle::BundleError::Io { .. } => Stop::Fault(e.into()),
+            e if !has_sig => Stop::Reject(format!(
+                "{e}; the bundle is unsigned and require_signature is true"
+            )),
+            e => Stop::Reject(e.to_string()),
         })
     }
 
@@ -819,13 +607,14 @@ impl Ingestor {
         crash_point("exported");
         let work = self.cfg.work.join(id);
         if work.is_dir() {
-            std::fs::create_dir_all(&self.cfg.done)?;
+            fsutil::create_private_dir(&self.cfg.done)
+                .with_context(|| format!("cannot create {}", self.cfg.done.display()))?;
             let dest = self.cfg.done.join(id);
             if dest.exists() {
                 std::fs::remove_dir_all(&dest)?;
             }
-            std::fs::rename(&work, &dest)
-                .with_context(|| format!("cannot move {} to {}", work.display(), dest.display()))?;
+            // work/ and done/ may be on different file systems.
+            fsutil::move_tree(&work, &dest)?;
         }
         if opts.remove_source && src != work && src.exists() {
             remove_dir(src);
@@ -845,38 +634,6 @@ impl Ingestor {
         })
     }
 
-    fn reject(
-        &mut self,
-        id: &str,
-        src: &Path,
-        work: &Path,
-        reason: &str,
-        opts: Options,
-    ) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.cfg.failed)?;
-        let dest = self.cfg.failed.join(id);
-        if dest.exists() {
-            std::fs::remove_dir_all(&dest)?;
-        }
-        if work.is_dir() {
-            std::fs::rename(work, &dest)?;
-        } else if opts.remove_source && src.is_dir() {
-            std::fs::rename(src, &dest).or_else(|_| copy_bundle(src, &dest))?;
-        } else if src.is_dir() {
-            copy_bundle(src, &dest)?;
-        }
-        if opts.remove_source && src.exists() && src != work {
-            remove_dir(src);
-        }
-        crate::fsutil::atomic_write(
-            &self.cfg.failed.join(format!("{id}.reason.txt")),
-            format!("{reason}\n").as_bytes(),
-        )?;
-        self.store
-            .journal(id, None, None, "rejected", "rejected", Some(reason))?;
-        Ok(())
-    }
-
     /// Send every pending change to every sink; failed items stay pending. `Partial` when a sink
     /// failed.
     pub fn export_pending(&mut self) -> anyhow::Result<Exit> {
@@ -885,7 +642,7 @@ impl Ingestor {
         for sink in self.sinks.iter_mut() {
             let name = sink.name().to_string();
             let items = self.store.pending_exports(&name, &policy)?;
-            if items.is_empty() {
+            if items.is_empty() && !sink.whole_store() {
                 continue;
             }
             match sink.export(&items) {
@@ -935,6 +692,19 @@ pub fn is_bare_archive(p: &Path) -> bool {
             .any(|e| n.ends_with(e))
 }
 
+impl Ingestor {
+    /// The work copy of a held bare archive whose file name is `path`'s.
+    fn held_archive_named(&self, path: &Path) -> Option<PathBuf> {
+        let name = path.file_name()?;
+        std::fs::read_dir(&self.cfg.work)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("archive-"))
+            .map(|e| e.path().join(name))
+            .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+    }
+}
+
 /// The bare archive inside a work directory.
 fn archive_in(dir: &Path) -> Option<PathBuf> {
     std::fs::read_dir(dir)
@@ -951,104 +721,14 @@ pub fn md5_beside(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn remove_file_and_md5(p: &Path) {
-    for f in [p.to_path_buf(), md5_beside(p)] {
-        if f.exists() {
-            if let Err(e) = std::fs::remove_file(&f) {
-                tracing::warn!("cannot remove {} from the inbox: {e}", f.display());
-            }
-        }
-    }
-}
-
 fn remove_dir(p: &Path) {
     if let Err(e) = std::fs::remove_dir_all(p) {
         tracing::warn!("cannot remove {} from the inbox: {e}", p.display());
     }
 }
 
-/// Copy a bundle directory (regular files only) into `dest`, through a temporary name so a
-/// half-copied bundle is never taken for a whole one.
-pub fn copy_bundle(src: &Path, dest: &Path) -> anyhow::Result<()> {
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let tmp = parent.join(format!(
-        ".{}.copying",
-        dest.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
-    }
-    for e in walkdir::WalkDir::new(src).follow_links(false) {
-        let e = e.with_context(|| format!("cannot read {}", src.display()))?;
-        let rel = e.path().strip_prefix(src)?;
-        let to = tmp.join(rel);
-        let ft = e.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir_all(&to)?;
-        } else if ft.is_file() {
-            std::fs::copy(e.path(), &to).with_context(|| {
-                format!("cannot copy {} to {}", e.path().display(), to.display())
-            })?;
-        } else {
-            anyhow::bail!(
-                "{}: {} is not a regular file (links and devices are refused)",
-                src.display(),
-                rel.display()
-            );
-        }
-    }
-    if dest.exists() {
-        std::fs::remove_dir_all(dest)?;
-    }
-    std::fs::rename(&tmp, dest)?;
-    Ok(())
-}
-
-/// An unsigned bundle (allowed only with `require_signature: false`): manifest and file checks.
-fn verify_unsigned(dir: &Path) -> anyhow::Result<VerifiedBundle> {
+/// Lowercase hex sha256 of `data`.
+fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    let name = dir.display();
-    let bytes = std::fs::read(dir.join(bundle::MANIFEST))
-        .with_context(|| format!("{name}: cannot read {}", bundle::MANIFEST))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&bytes).with_context(|| format!("{name}: manifest is invalid"))?;
-    if manifest.expires_at < Utc::now() {
-        anyhow::bail!("{name}: expired at {}", manifest.expires_at);
-    }
-    let mut payload = Vec::new();
-    for f in &manifest.files {
-        if f.path.starts_with('/') || f.path.split('/').any(|p| p == ".." || p.is_empty()) {
-            anyhow::bail!("{name}: file {}: path is not a safe relative path", f.path);
-        }
-        let data = std::fs::read(dir.join(&f.path))
-            .with_context(|| format!("{name}: cannot read {}", f.path))?;
-        if data.len() as u64 != f.size {
-            anyhow::bail!(
-                "{name}: file {}: size is {}, the manifest says {}",
-                f.path,
-                data.len(),
-                f.size
-            );
-        }
-        let sha = hex::encode(Sha256::digest(&data));
-        if !sha.eq_ignore_ascii_case(&f.sha256) {
-            anyhow::bail!(
-                "{name}: file {}: sha256 is {sha}, the manifest says {}",
-                f.path,
-                f.sha256
-            );
-        }
-        payload.push((f.clone(), data));
-    }
-    Ok(VerifiedBundle {
-        dir: dir.to_path_buf(),
-        manifest,
-        key_id: String::new(),
-        manifest_bytes: bytes,
-        payload,
-    })
+    hex::encode(Sha256::digest(data))
 }

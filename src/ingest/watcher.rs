@@ -2,7 +2,9 @@
 //! mounts may send no events). A bundle is taken only when its manifest and signature exist and
 //! every listed file has its listed size, unchanged for the debounce time. A bare archive file
 //! (`.tar.gz`, `.tgz`, `.zip`, `.rules`) is taken once its size, time and `.md5` held still for
-//! the debounce time.
+//! the debounce time. A symbolic link in the inbox is never followed: it is refused once (exit 4
+//! in the log) and left where it is; anything refused and left in the inbox is not taken again
+//! until it changes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,10 @@ struct Candidate {
 
 /// Is `dir` a complete bundle? Returns what it looks like (to see it hold still) or `None`.
 fn fingerprint(dir: &Path, require_signature: bool) -> Option<Fingerprint> {
-    let mbytes = std::fs::read(dir.join(MANIFEST)).ok()?;
+    if let Some(fp) = link_fingerprint(dir) {
+        return Some(fp);
+    }
+    let mbytes = crate::fsutil::read_medium(dir, MANIFEST, crate::bundle::MANIFEST_CAP).ok()?;
     let sig = std::fs::metadata(dir.join(SIGNATURE)).ok();
     if require_signature && sig.is_none() {
         return None;
@@ -53,17 +58,38 @@ fn fingerprint(dir: &Path, require_signature: bool) -> Option<Fingerprint> {
     Some(Fingerprint(fp))
 }
 
-/// Bundle directories in the inbox (hidden names are temp dirs of a copy in progress).
+/// A symbolic link looks like its own metadata, never like what it points to.
+fn link_fingerprint(p: &Path) -> Option<Fingerprint> {
+    let m = std::fs::symlink_metadata(p).ok()?;
+    if !m.file_type().is_symlink() {
+        return None;
+    }
+    let target = std::fs::read_link(p).unwrap_or_default();
+    Some(Fingerprint(vec![(
+        format!("link:{}", target.display()),
+        m.len(),
+    )]))
+}
+
+/// Bundle directories in the inbox (hidden names are temp dirs of a copy in progress), and
+/// links that are not bare archive names (they are refused, not followed).
 fn inbox_dirs(inbox: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = match std::fs::read_dir(inbox) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => true,
+                Ok(t) if t.is_symlink() => {
+                    let n = e.file_name().to_string_lossy().to_ascii_lowercase();
+                    !is_bare_archive(&e.path()) && !n.ends_with(".md5")
+                }
+                _ => false,
+            })
             .map(|e| e.path())
             .collect(),
         Err(e) => {
-            tracing::warn!("cannot read inbox {}: {e}", inbox.display());
+            tracing::warn!("cannot read inbox {}: {e}", crate::safe_name::path(inbox));
             Vec::new()
         }
     };
@@ -77,7 +103,11 @@ fn inbox_archives(inbox: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = match std::fs::read_dir(inbox) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .filter(|e| {
+                e.file_type()
+                    .map(|t| t.is_file() || t.is_symlink())
+                    .unwrap_or(false)
+            })
             .map(|e| e.path())
             .filter(|p| is_bare_archive(p))
             .collect(),
@@ -91,7 +121,8 @@ fn inbox_archives(inbox: &Path) -> Vec<PathBuf> {
 fn file_fingerprint(p: &Path) -> Option<Fingerprint> {
     let mut fp = Vec::new();
     for (i, f) in [p.to_path_buf(), md5_beside(p)].iter().enumerate() {
-        match std::fs::metadata(f) {
+        // Links are described by themselves, not by their targets.
+        match std::fs::symlink_metadata(f) {
             Ok(m) => {
                 let t = m
                     .modified()
@@ -109,7 +140,18 @@ fn file_fingerprint(p: &Path) -> Option<Fingerprint> {
 
 /// Run until `stop` is set (SIGTERM / SIGINT). Returns `Ok` then.
 pub fn watch(cfg: WatchConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Exit> {
-    std::fs::create_dir_all(&cfg.inbox)?;
+    if std::fs::symlink_metadata(&cfg.inbox).is_ok_and(|m| !m.is_dir()) && !cfg.inbox.is_dir() {
+        return Err(crate::exit::usage(format!(
+            "inbox {} is not a directory",
+            crate::safe_name::path(&cfg.inbox)
+        )));
+    }
+    std::fs::create_dir_all(&cfg.inbox).map_err(|e| {
+        crate::exit::usage(format!(
+            "inbox {}: cannot create the directory: {e}",
+            crate::safe_name::path(&cfg.inbox)
+        ))
+    })?;
     let (tx, rx) = mpsc::channel::<()>();
     let _watcher = if std::env::var_os(NO_NOTIFY_ENV).is_some() {
         None
@@ -146,6 +188,9 @@ pub fn watch(cfg: WatchConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Exit> {
     let debounce = cfg.debounce.get();
     let tick = Duration::from_millis(100);
     let mut candidates: HashMap<PathBuf, Candidate> = HashMap::new();
+    // Entries processed and still in the inbox (refused links, bundles left for the operator):
+    // not taken again until they change. A local fault is retried after the rescan interval.
+    let mut left: HashMap<PathBuf, (Fingerprint, Option<Instant>)> = HashMap::new();
     let mut next_scan = Instant::now();
     let mut dirty = true;
     while !stop.load(Ordering::SeqCst) {
@@ -171,6 +216,7 @@ pub fn watch(cfg: WatchConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Exit> {
         let dirs = inbox_dirs(&cfg.inbox);
         let files = inbox_archives(&cfg.inbox);
         candidates.retain(|p, _| dirs.contains(p) || files.contains(p));
+        left.retain(|p, _| dirs.contains(p) || files.contains(p));
         let mut ready = Vec::new();
         let seen: Vec<(PathBuf, Option<Fingerprint>)> = dirs
             .into_iter()
@@ -184,6 +230,12 @@ pub fn watch(cfg: WatchConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Exit> {
             }))
             .collect();
         for (d, fp) in seen {
+            if let (Some(fp), Some((was, until))) = (&fp, left.get(&d)) {
+                if fp == was && until.is_none_or(|t| now < t) {
+                    continue;
+                }
+                left.remove(&d);
+            }
             match fp {
                 None => {
                     candidates.remove(&d);
@@ -224,15 +276,29 @@ pub fn watch(cfg: WatchConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Exit> {
                 ..Options::default()
             };
             let res = ing.process(&d, opts);
-            candidates.remove(&d);
+            let was = candidates.remove(&d).map(|c| c.fp);
+            let retry = match &res {
+                Ok(_) => None,
+                Err(_) => Some(Instant::now() + rescan),
+            };
+            if let Some(fp) = was {
+                if std::fs::symlink_metadata(&d).is_ok() {
+                    left.insert(d.clone(), (fp, retry));
+                }
+            }
             match res {
                 Ok(o) => {
                     crate::cmd::ingest::print_outcome(&o);
                     if matches!(o, Outcome::Abandoned) {
+                        left.remove(&d);
                         break;
                     }
                 }
-                Err(e) => eprintln!("etferry watch: {}: {e:#}", d.display()),
+                Err(e) => eprintln!(
+                    "etferry watch: {}: {}",
+                    crate::safe_name::path(&d),
+                    crate::safe_name::escape(&format!("{e:#}"))
+                ),
             }
         }
     }

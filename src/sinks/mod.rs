@@ -2,6 +2,8 @@
 //! system of record; every other sink implements [`Sink`], and nothing is marked exported before
 //! the sink confirmed it.
 
+pub mod rules_file;
+pub mod stix;
 pub mod threatq;
 
 /// One rule as a sink receives it: the current stored version plus what it replaced.
@@ -52,4 +54,10 @@ pub trait Sink {
     fn name(&self) -> &str;
     /// Send `items`; return which were confirmed. An `Err` means nothing was confirmed.
     fn export(&mut self, items: &[ExportItem]) -> anyhow::Result<ExportOutcome>;
+    /// A sink that rewrites a whole output from the store (rules file, STIX) is called after
+    /// every stored bundle even with nothing pending, since its own inputs (policy files, a
+    /// non-standard rule's change) may have changed; it decides itself whether to rewrite.
+    fn whole_store(&self) -> bool {
+        false
+    }
 }

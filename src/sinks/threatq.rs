@@ -105,6 +105,10 @@ pub struct RetryConfig {
     /// Cap for one wait, Retry-After included.
     #[serde(default = "sixty_s")]
     pub max_delay: Dur,
+    /// Circuit breaker: the most this sink waits on retries in one export (a ThreatQ answering
+    /// 429 forever). Past it every call fails at once and the rest stays pending.
+    #[serde(default = "ten_m")]
+    pub max_total_wait: Dur,
 }
 
 impl Default for RetryConfig {
@@ -113,6 +117,7 @@ impl Default for RetryConfig {
             attempts: default_attempts(),
             base: one_s(),
             max_delay: sixty_s(),
+            max_total_wait: ten_m(),
         }
     }
 }
@@ -188,6 +193,9 @@ fn one_s() -> Dur {
 }
 fn three_s() -> Dur {
     Dur(Duration::from_secs(3))
+}
+fn ten_m() -> Dur {
+    Dur(Duration::from_secs(600))
 }
 fn sixty_s() -> Dur {
     Dur(Duration::from_secs(60))
@@ -483,8 +491,9 @@ fn transient(e: &reqwest::Error) -> bool {
 
 fn retry_after(h: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
     let s = h?.to_str().ok()?.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(Duration::from_secs(n));
+    // Digits too large for u64 mean "very long" (capped by max_delay), not "no hint".
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(s.parse().map(Duration::from_secs).unwrap_or(Duration::MAX));
     }
     let when = chrono::DateTime::parse_from_rfc2822(s).ok()?;
     let secs = (when.timestamp() - chrono::Utc::now().timestamp()).max(0);
@@ -521,13 +530,17 @@ struct Tokens {
 enum CallError {
     /// Credentials refused after one fresh login: nothing else will work either.
     Auth(String),
+    /// ThreatQ misbehaves in a way that repeating will not fix this run (no token in a login
+    /// answer, 401 right after a fresh login, a redirect, the circuit breaker): stop sending,
+    /// keep everything pending. Not a config error: ingest still stores (exit 3).
+    Stop(String),
     Failed(String),
 }
 
 impl CallError {
     fn message(&self) -> &str {
         match self {
-            CallError::Auth(m) | CallError::Failed(m) => m,
+            CallError::Auth(m) | CallError::Stop(m) | CallError::Failed(m) => m,
         }
     }
 }
@@ -556,6 +569,9 @@ struct Api {
     /// Tokens handed out so far, for redaction.
     known: Mutex<Vec<Secret>>,
     stats: Mutex<Stats>,
+    /// Time spent waiting on retries this run, and whether that tripped the circuit breaker.
+    waited: Mutex<Duration>,
+    tripped: Mutex<Option<String>>,
 }
 
 impl Api {
@@ -600,6 +616,10 @@ impl Api {
         let lower = all.to_ascii_lowercase();
         let kind = if e.is_timeout() {
             "timed out (sinks.threatq.timeout)".to_string()
+        } else if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+            // rustls's words when no TLS record comes back at all.
+            "TLS error: the server answers in plain http on this https URL (check the scheme and port of sinks.threatq.host)"
+                .to_string()
         } else if refused || lower.contains("connection refused") {
             "connection refused (is ThreatQ running on that host and port?)".to_string()
         } else if [
@@ -622,6 +642,66 @@ impl Api {
             "request failed".to_string()
         };
         self.excerpt(&format!("{kind}: {all}"))
+    }
+
+    /// Wait `d` before a retry, unless that would take this run's waiting past `max_total_wait`:
+    /// then trip the circuit breaker (every later call fails at once).
+    fn wait(&self, d: Duration, why: &str) -> Result<(), CallError> {
+        self.check_breaker()?;
+        let max = self.retry.max_total_wait.get();
+        let total = {
+            let mut w = self
+                .waited
+                .lock()
+                .map_err(|_| CallError::Failed("wait lock poisoned".into()))?;
+            *w += d;
+            *w
+        };
+        if total > max {
+            let msg = format!(
+                "ThreatQ {} keeps answering {why}: stopped after waiting {} in total this run (sinks.threatq.retry.max_total_wait {}); the rest stays pending",
+                self.base,
+                humantime::format_duration(Duration::from_secs((total - d).as_secs())),
+                humantime::format_duration(max)
+            );
+            if let Ok(mut t) = self.tripped.lock() {
+                t.get_or_insert_with(|| msg.clone());
+            }
+            return Err(CallError::Stop(msg));
+        }
+        self.bump(|s| s.retries += 1);
+        std::thread::sleep(d);
+        Ok(())
+    }
+
+    fn reset_breaker(&self) {
+        if let Ok(mut w) = self.waited.lock() {
+            *w = Duration::ZERO;
+        }
+        if let Ok(mut t) = self.tripped.lock() {
+            *t = None;
+        }
+    }
+
+    fn check_breaker(&self) -> Result<(), CallError> {
+        match self.tripped.lock().ok().and_then(|t| t.clone()) {
+            Some(msg) => Err(CallError::Stop(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// A 3xx from ThreatQ: never followed (a body or header with a secret would go along, maybe
+    /// to another host or to plain http); the error names where it pointed, secrets masked.
+    fn redirected(&self, what: &str, status: u16, location: Option<&str>) -> CallError {
+        let secrets = self.secrets();
+        let refs: Vec<&Secret> = secrets.iter().collect();
+        let to = location
+            .map(|l| redact(l, &refs))
+            .unwrap_or_else(|| "(no Location)".into());
+        CallError::Stop(format!(
+            "{what}: ThreatQ {} answered HTTP {status} redirecting to {to}; etferry never follows a redirect from ThreatQ (credentials or a token would go along): set sinks.threatq.host to the address that answers",
+            self.base
+        ))
     }
 
     fn bump(&self, f: impl FnOnce(&mut Stats)) {
@@ -675,17 +755,27 @@ impl Api {
             if let Some(b) = bearer {
                 rb = rb.bearer_auth(b.expose());
             }
-            let (status, hint, text) = match rb.send() {
-                Ok(r) => {
-                    let status = r.status();
-                    let hint = retry_after(r.headers().get(reqwest::header::RETRY_AFTER));
-                    (Some(status), hint, r.text().unwrap_or_default())
+            let sent = rb.send().and_then(|r| {
+                let status = r.status();
+                let hint = retry_after(r.headers().get(reqwest::header::RETRY_AFTER));
+                let location = r
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                // A timeout or a cut while reading the answer is a transport failure like any
+                // other: retried, and reported as what it is (not as "not JSON").
+                Ok((status, hint, location, r.text()?))
+            });
+            let (status, hint, text) = match sent {
+                Ok((status, _, location, _)) if status.is_redirection() => {
+                    return Err(self.redirected(what, status.as_u16(), location.as_deref()))
                 }
+                Ok((status, hint, _, text)) => (Some(status), hint, text),
                 Err(e) => {
                     let e = e.without_url();
                     if transient(&e) && attempt < self.retry.attempts {
-                        self.bump(|s| s.retries += 1);
-                        std::thread::sleep(backoff(&self.retry, attempt, None));
+                        self.wait(backoff(&self.retry, attempt, None), "with transport errors")?;
                         continue;
                     }
                     return Err(CallError::Failed(format!(
@@ -703,8 +793,10 @@ impl Api {
                     })
                 }
                 Verdict::Retry if attempt < self.retry.attempts => {
-                    self.bump(|s| s.retries += 1);
-                    std::thread::sleep(backoff(&self.retry, attempt, hint));
+                    self.wait(
+                        backoff(&self.retry, attempt, hint),
+                        &format!("HTTP {}", status.as_u16()),
+                    )?;
                 }
                 Verdict::Reauth | Verdict::Fail
                     if status.as_u16() == 400 || status.as_u16() == 401 =>
@@ -743,7 +835,7 @@ impl Api {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                CallError::Auth(format!(
+                CallError::Stop(format!(
                     "ThreatQ {} answered the login without an access_token",
                     self.base
                 ))
@@ -828,6 +920,7 @@ impl Api {
         let mut reauthed = false;
         loop {
             attempt += 1;
+            self.check_breaker()?;
             let (token, generation) = self.bearer()?;
             self.bump(|s| s.requests += 1);
             let mut rb = self
@@ -845,8 +938,7 @@ impl Api {
                     let e = e.without_url();
                     if transient(&e) && attempt < self.retry.attempts {
                         tracing::debug!("{what}: {e}; retrying");
-                        self.bump(|s| s.retries += 1);
-                        std::thread::sleep(backoff(&self.retry, attempt, None));
+                        self.wait(backoff(&self.retry, attempt, None), "with transport errors")?;
                         continue;
                     }
                     return Err(CallError::Failed(format!(
@@ -858,16 +950,26 @@ impl Api {
             };
             let status = resp.status().as_u16();
             let hint = retry_after(resp.headers().get(reqwest::header::RETRY_AFTER));
+            if resp.status().is_redirection() {
+                let location = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok());
+                return Err(self.redirected(&what, status, location));
+            }
             let text = match resp.text() {
                 Ok(t) => t,
                 Err(e) => {
                     let e = e.without_url();
                     if attempt < self.retry.attempts {
-                        self.bump(|s| s.retries += 1);
-                        std::thread::sleep(backoff(&self.retry, attempt, None));
+                        self.wait(backoff(&self.retry, attempt, None), "with transport errors")?;
                         continue;
                     }
-                    return Err(CallError::Failed(format!("{what}: answer cut off: {e}")));
+                    return Err(CallError::Failed(format!(
+                        "{what} at ThreatQ {}: reading the answer: {} (after {attempt} attempts)",
+                        self.base,
+                        self.transport_text(&e)
+                    )));
                 }
             };
             match classify(status) {
@@ -879,8 +981,7 @@ impl Api {
                         Ok(v) => v,
                         Err(e) if attempt < self.retry.attempts => {
                             tracing::debug!("{what}: answer is not JSON ({e}); retrying");
-                            self.bump(|s| s.retries += 1);
-                            std::thread::sleep(backoff(&self.retry, attempt, None));
+                            self.wait(backoff(&self.retry, attempt, None), "with garbled answers")?;
                             continue;
                         }
                         Err(e) => {
@@ -906,15 +1007,14 @@ impl Api {
                     self.reauth(generation)?;
                 }
                 Verdict::Reauth => {
-                    return Err(CallError::Auth(format!(
+                    return Err(CallError::Stop(format!(
                         "{what}: ThreatQ {} still answers 401 after a fresh login; check the API user's permissions",
                         self.base
                     )))
                 }
                 Verdict::Retry if attempt < self.retry.attempts => {
                     tracing::debug!("{what}: HTTP {status}; retrying");
-                    self.bump(|s| s.retries += 1);
-                    std::thread::sleep(backoff(&self.retry, attempt, hint));
+                    self.wait(backoff(&self.retry, attempt, hint), &format!("HTTP {status}"))?;
                 }
                 Verdict::Retry => {
                     return Err(CallError::Failed(format!(
@@ -1024,6 +1124,8 @@ pub struct ThreatQSink {
     res: Resolved,
     /// Signature types and statuses the instance offers, for messages.
     offered_statuses: Vec<String>,
+    /// Things about the instance an operator should know (duplicate type names).
+    notes: Vec<String>,
 }
 
 /// What a dry run would send (no network).
@@ -1105,6 +1207,8 @@ impl ThreatQSink {
             (None, None) => return Err(usage("sinks.threatq: no password configured")),
         };
         let mut builder = Client::builder()
+            // Never follow: see `Api::redirected`.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(cfg.timeout.get())
             .connect_timeout(cfg.timeout.get().min(Duration::from_secs(30)))
             .user_agent(concat!("etferry/", env!("CARGO_PKG_VERSION")));
@@ -1144,10 +1248,12 @@ impl ThreatQSink {
             tokens: Mutex::new(None),
             known: Mutex::new(Vec::new()),
             stats: Mutex::new(Stats::default()),
+            waited: Mutex::new(Duration::ZERO),
+            tripped: Mutex::new(None),
         };
         let to_err = |e: CallError| match e {
             CallError::Auth(m) => usage(m),
-            CallError::Failed(m) => anyhow::anyhow!(m),
+            CallError::Stop(m) | CallError::Failed(m) => anyhow::anyhow!(m),
         };
         api.bearer().map_err(to_err)?;
 
@@ -1155,11 +1261,27 @@ impl ThreatQSink {
             &api.call(Method::GET, "/api/signature/types", None)
                 .map_err(to_err)?,
         );
-        let find = |n: &str| {
-            types
+        // Two types may share a name (case-insensitively); the first by id wins, and the choice
+        // is logged and shown by `config check --online`.
+        let mut notes = Vec::new();
+        let mut find = |n: &str| {
+            let mut same: Vec<&(u64, String)> = types
                 .iter()
-                .find(|(_, t)| t.eq_ignore_ascii_case(n))
-                .cloned()
+                .filter(|(_, t)| t.eq_ignore_ascii_case(n))
+                .collect();
+            same.sort_by_key(|(id, _)| *id);
+            if same.len() > 1 {
+                let ids: Vec<String> = same.iter().map(|(id, t)| format!("{id} ({t})")).collect();
+                let note = format!(
+                    "ThreatQ has {} signature types named {n:?}: ids {}; using id {}",
+                    same.len(),
+                    ids.join(", "),
+                    same[0].0
+                );
+                tracing::warn!("{note}");
+                notes.push(note);
+            }
+            same.first().map(|t| (*t).clone())
         };
         let offered_types = || {
             types
@@ -1227,6 +1349,7 @@ impl ThreatQSink {
             api,
             res,
             offered_statuses,
+            notes,
         };
         let mut needed = Vec::new();
         if cfg.rev_change == RevChange::NewSignature {
@@ -1234,6 +1357,11 @@ impl ThreatQSink {
         }
         sink.require_statuses(&needed)?;
         Ok(sink)
+    }
+
+    /// What `connect` noticed about the instance (e.g. two signature types of one name).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// A configured status the instance lacks is a config error (exit 2) listing what it offers.
@@ -1366,7 +1494,7 @@ impl ThreatQSink {
                     );
                 }
                 return match e {
-                    CallError::Auth(_) => Err(e),
+                    CallError::Auth(_) | CallError::Stop(_) => Err(e),
                     CallError::Failed(_) => Ok(()),
                 };
             }
@@ -1506,6 +1634,9 @@ impl Sink for ThreatQSink {
     }
 
     fn export(&mut self, items: &[ExportItem]) -> anyhow::Result<ExportOutcome> {
+        // Each export gets its own retry budget: `watch` lives for days, and a ThreatQ that
+        // throttled one bundle's export may be fine for the next.
+        self.api.reset_breaker();
         let mut states: Vec<ItemState> = (0..items.len()).map(|_| ItemState::default()).collect();
         let entries = self.entries(items, &mut states);
         let batches: Vec<&[Entry]> = entries.chunks(self.cfg.batch_size.max(1)).collect();
@@ -1561,7 +1692,7 @@ impl Sink for ThreatQSink {
                             ),
                         );
                     }
-                    if let CallError::Auth(_) = e {
+                    if matches!(e, CallError::Auth(_) | CallError::Stop(_)) {
                         note_auth(e);
                     }
                 }
@@ -1662,6 +1793,7 @@ mod tests {
             attempts: 3,
             base: Dur(Duration::from_millis(10)),
             max_delay: Dur(Duration::from_secs(2)),
+            ..RetryConfig::default()
         };
         assert_eq!(
             backoff(&r, 1, Some(Duration::from_secs(1))),

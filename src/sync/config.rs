@@ -168,6 +168,8 @@ impl SyncConfig {
             sinks: f.sinks,
             accept_unsigned_archives: false,
             archive_sources: Vec::new(),
+            // Sequences here are this host's own: no courier to skip any.
+            max_sequence_jump: 10_000,
         }
         .resolve_and_check(path)?;
         Ok(SyncConfig {

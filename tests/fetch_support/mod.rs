@@ -3,6 +3,8 @@
 //! the binary.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -34,6 +36,18 @@ pub enum Fault {
     Reset(usize),
     /// Send the body in `chunk`-byte pieces with `delay` between them.
     Drip { chunk: usize, delay: Duration },
+    /// Answer with this redirect status and `Location`.
+    Redirect(u16, String),
+    /// 200 without Content-Length, then zeros until the client hangs up (or `limit` bytes).
+    Endless { limit: u64 },
+    /// 200 announcing `Content-Length: n` (HEAD too), then up to `n` zeros, generated on the fly.
+    Huge(u64),
+    /// 304 Not Modified whatever the request asked.
+    NotModified,
+    /// This status with a raw `Retry-After` value.
+    RetryAfterRaw(u16, String),
+    /// The body gzip-compressed again, with `Content-Encoding: gzip`.
+    GzipEncoded,
 }
 
 /// One request as the server saw it.
@@ -52,6 +66,8 @@ struct Inner {
     /// Per path: faults to serve, each with a remaining count.
     faults: HashMap<String, Vec<(Fault, usize)>>,
     log: Vec<Logged>,
+    /// Requests per target as they arrive (the log has them only once answered).
+    started: HashMap<String, usize>,
 }
 
 /// The ET-like upstream.
@@ -166,12 +182,32 @@ impl Server {
             .sum()
     }
 
+    /// Requests of `path` that arrived, answered or not (a drip feed is logged only at its end).
+    pub fn started(&self, path: &str) -> usize {
+        self.inner
+            .lock()
+            .unwrap()
+            .started
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn requests_for(&self, path: &str) -> usize {
         self.log().iter().filter(|l| l.path == path).count()
     }
 
     fn handle(&self, mut conn: TcpStream) {
         let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        // A TLS ClientHello (record type 0x16) on this plain-http port: answer as a plain http
+        // server (nginx, Apache) does, with an http 400.
+        let mut first = [0u8; 1];
+        if conn.peek(&mut first).is_ok() && first[0] == 0x16 {
+            let _ = conn.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
         let Some((method, target, headers)) = read_head(&mut conn) else {
             return;
         };
@@ -184,6 +220,13 @@ impl Server {
             }
             None => target.clone(),
         };
+        *self
+            .inner
+            .lock()
+            .unwrap()
+            .started
+            .entry(path.clone())
+            .or_default() += 1;
         let hdr = |name: &str| {
             headers
                 .iter()
@@ -222,6 +265,42 @@ impl Server {
             (Some(Fault::RetryAfter(code, secs)), _) => {
                 log(code, 0);
                 respond(&mut conn, code, &[("Retry-After", secs.to_string())], b"");
+            }
+            (Some(Fault::RetryAfterRaw(code, v)), _) => {
+                log(code, 0);
+                respond(&mut conn, code, &[("Retry-After", v)], b"");
+            }
+            (Some(Fault::Redirect(code, location)), _) => {
+                log(code, 0);
+                respond(&mut conn, code, &[("Location", location)], b"");
+            }
+            (Some(Fault::NotModified), _) => {
+                log(304, 0);
+                respond(&mut conn, 304, &[], b"");
+            }
+            (Some(Fault::Endless { limit }), _) => {
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                let sent = stream_zeros(&mut conn, limit);
+                log(200, sent as usize);
+            }
+            (Some(Fault::Huge(n)), _) => {
+                let head =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(head.as_bytes());
+                let sent = if method == "HEAD" {
+                    0
+                } else {
+                    stream_zeros(&mut conn, n)
+                };
+                log(200, sent as usize);
+            }
+            (Some(Fault::GzipEncoded), Some(body)) => {
+                use std::io::Write as _;
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&body).unwrap();
+                let b = gz.finish().unwrap();
+                log(200, b.len());
+                respond(&mut conn, 200, &[("Content-Encoding", "gzip".into())], &b);
             }
             (_, None) => {
                 let b = b"<html><body>404 Not Found</body></html>\n";
@@ -286,6 +365,20 @@ impl Server {
     }
 }
 
+/// Write up to `limit` zero bytes in 64 KiB pieces until the peer hangs up; returns bytes sent.
+fn stream_zeros(conn: &mut TcpStream, limit: u64) -> u64 {
+    let chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    while sent < limit {
+        let n = chunk.len().min((limit - sent) as usize);
+        if conn.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+    }
+    sent
+}
+
 /// Method, request target and headers of a request.
 type Head = (String, String, Vec<(String, String)>);
 
@@ -315,7 +408,11 @@ fn read_head(conn: &mut TcpStream) -> Option<Head> {
 fn respond(conn: &mut TcpStream, code: u16, extra: &[(&str, String)], body: &[u8]) {
     let reason = match code {
         200 => "OK",
+        301 => "Moved Permanently",
+        302 => "Found",
         304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         404 => "Not Found",
         407 => "Proxy Authentication Required",
         429 => "Too Many Requests",

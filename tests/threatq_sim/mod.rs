@@ -38,6 +38,19 @@ pub enum Fault {
     ErrorsKey,
     /// Every access token expires just before this request (401 mid-run).
     ExpireTokens,
+    /// Answer with this redirect status and `Location`, nothing stored.
+    Redirect(u16, String),
+}
+
+/// A fault applied to the next `POST /api/token`.
+#[derive(Debug, Clone)]
+pub enum TokenFault {
+    /// Answer with this redirect status and `Location` (a ThreatQ, or a proxy, pointing away).
+    Redirect(u16, String),
+    /// 200 with a JSON answer that holds no access token.
+    NoToken,
+    /// The normal answer, but its body stalls after a few bytes for this long.
+    Stall(Duration),
 }
 
 /// How `/consume` finds an existing signature.
@@ -145,6 +158,9 @@ struct State {
     down: bool,
     /// Password logins fail (the account was changed on the server).
     refuse_logins: bool,
+    token_faults: VecDeque<TokenFault>,
+    /// Every call but `/api/token` answers 401, fresh token or not.
+    refuse_tokens: bool,
     next_id: u64,
 }
 
@@ -194,6 +210,15 @@ impl Sim {
     }
     pub fn reject_sids(&self, sids: &[u32]) {
         self.state.lock().unwrap().reject_sids = sids.iter().copied().collect();
+    }
+    pub fn clear_faults(&self) {
+        self.state.lock().unwrap().faults.clear();
+    }
+    pub fn push_token_fault(&self, f: TokenFault) {
+        self.state.lock().unwrap().token_faults.push_back(f);
+    }
+    pub fn refuse_tokens(&self, refuse: bool) {
+        self.state.lock().unwrap().refuse_tokens = refuse;
     }
     pub fn refuse_logins(&self, refuse: bool) {
         self.state.lock().unwrap().refuse_logins = refuse;
@@ -341,19 +366,59 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
     }
 
     if path == "/api/token" && method == "POST" {
-        let (code, v) = token(state, &query_map(&query), &parsed);
-        record(code);
-        let _ = req.respond(json_response(code, &v));
+        let tf = state.lock().unwrap().token_faults.pop_front();
+        match tf {
+            Some(TokenFault::Redirect(code, location)) => {
+                record(code);
+                let _ = req.respond(
+                    Response::from_data(Vec::new())
+                        .with_status_code(code)
+                        .with_header(Header::from_bytes("Location", location).unwrap()),
+                );
+            }
+            Some(TokenFault::NoToken) => {
+                record(200);
+                let _ = req.respond(json_response(
+                    200,
+                    &json!({"data": {"token_type": "bearer"}}),
+                ));
+            }
+            Some(TokenFault::Stall(d)) => {
+                let (code, v) = token(state, &query_map(&query), &parsed);
+                record(code);
+                let data = serde_json::to_vec(&v).unwrap();
+                // Headers and the first bytes now, the rest after `d`: the client has its answer
+                // and times out while reading the body.
+                let mut w = req.into_writer();
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 {code} OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    data.len()
+                );
+                let _ = w.write_all(&data[..4]);
+                let _ = w.flush();
+                std::thread::sleep(d);
+                let _ = w.write_all(&data[4..]);
+                let _ = w.flush();
+            }
+            None => {
+                let (code, v) = token(state, &query_map(&query), &parsed);
+                record(code);
+                let _ = req.respond(json_response(code, &v));
+            }
+        }
         return;
     }
 
     // Auth on every other call.
     let ok = {
         let st = state.lock().unwrap();
-        auth.as_deref()
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .and_then(|t| st.tokens.get(t))
-            .is_some_and(|exp| *exp > Instant::now())
+        !st.refuse_tokens
+            && auth
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .and_then(|t| st.tokens.get(t))
+                .is_some_and(|exp| *exp > Instant::now())
     };
     if !ok {
         record(401);
@@ -376,6 +441,12 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
                     .with_header(Header::from_bytes("Retry-After", s.to_string()).unwrap()),
             );
         }
+        Reply::Moved(location) => {
+            let _ = req.respond(
+                json_response(code, &v)
+                    .with_header(Header::from_bytes("Location", location).unwrap()),
+            );
+        }
         Reply::Slow(d) => {
             std::thread::sleep(d);
             let _ = req.respond(json_response(code, &v));
@@ -390,6 +461,7 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
 
 enum Reply {
     Normal,
+    Moved(String),
     Throttled(u64),
     Slow(Duration),
     Garble,
@@ -462,6 +534,13 @@ fn route(
                 );
             }
             let after = match fault {
+                Some(Fault::Redirect(code, location)) => {
+                    return (
+                        code,
+                        json!({ "location": location }),
+                        Reply::Moved(location),
+                    );
+                }
                 Some(Fault::Status { code, retry_after }) => {
                     let v = json!({"errors": [format!("simulated {code}")]});
                     return (

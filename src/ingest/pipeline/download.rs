@@ -65,6 +65,8 @@ impl Ingestor {
         match self.import_payload(id, work, &imp, files, opts) {
             Ok(o) => Ok(o),
             Err(Stop::Abandon) => Ok(Outcome::Abandoned),
+            // Disk full, I/O error: the pending download stays and is retried next run.
+            Err(Stop::Fault(e)) => Err(self.fault(id, e, opts)),
             Err(Stop::Hold(reason)) => Ok(Outcome::Held(reason)),
             Err(Stop::Reject(reason)) => {
                 if !opts.dry_run {

@@ -1,19 +1,22 @@
 //! The one place that builds HTTP requests to upstream: client settings (timeouts, proxy, CA,
 //! user agent), the retry policy, and bounded retries with exponential backoff and jitter.
 
-use std::cell::Cell;
-use std::io::Read;
+mod transfer;
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::blocking::Client;
-use reqwest::header::{HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH};
 
 use super::config::HttpConfig;
+use super::redirect;
 use crate::secret::{redact, SafeUrl, Secret};
+pub use transfer::{Conditional, Response, Spooled};
 
-/// Largest body we hold in memory; ET Pro archives are far below this.
-const MAX_BODY: u64 = 2 << 30;
+/// Largest `version.txt` or `.md5`: both are one short line; anything bigger is not one.
+pub const META_MAX: u64 = 16 << 10;
 
 /// Why one attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +49,11 @@ pub enum Decision {
 /// explicit "come back later" (429/403 with Retry-After) becomes a persisted cool-down.
 pub fn decide(f: &Failure) -> Decision {
     match f {
+        // `Retry-After: 0` or a date in the past means "retry now", not "cool down for 0 s".
         Failure::Status {
             code: 429 | 403,
             retry_after: Some(d),
-        } => Decision::CoolDown(*d),
+        } if !d.is_zero() => Decision::CoolDown(*d),
         Failure::Status { code, .. } => match code {
             408 | 425 | 429 | 500 | 502 | 503 | 504 => Decision::Retry,
             _ => Decision::GiveUp,
@@ -88,29 +92,6 @@ impl HttpError {
     }
 }
 
-/// A successful (2xx) or 304 response, body read completely.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub body: Vec<u8>,
-    pub content_length: Option<u64>,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-}
-
-impl Response {
-    pub fn not_modified(&self) -> bool {
-        self.status == 304
-    }
-}
-
-/// Validators for a conditional GET.
-#[derive(Debug, Clone, Default)]
-pub struct Conditional {
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-}
-
 /// The HTTP client of one run.
 pub struct Http {
     client: Client,
@@ -118,14 +99,18 @@ pub struct Http {
     secrets: Vec<Secret>,
     downloaded: Cell<u64>,
     archive: Cell<u64>,
+    /// The redirect policy of the source being fetched (see [`Http::set_redirect_policy`]).
+    policy: RefCell<redirect::Policy>,
+    /// Where archive bodies are spooled (the system temp dir when unset).
+    temp_dir: Option<PathBuf>,
 }
 
-/// What a request fetches, for the byte counters of the report.
+/// What a request fetches: decides the body cap and the byte counters of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// `version.txt`, `.md5`: change detection.
+    /// `version.txt`, `.md5`: change detection, at most [`META_MAX`] bytes.
     Meta,
-    /// Archives and rule / IP-list files: the payload.
+    /// Archives and rule / IP-list files: the payload, at most `http.max_download_size`.
     Archive,
 }
 
@@ -137,6 +122,8 @@ impl Http {
             .connect_timeout(cfg.connect_timeout.get())
             // The blocking client applies this to each read: an idle-read timeout.
             .timeout(cfg.read_timeout.get())
+            // Redirects are followed by `send`, one checked hop at a time (see `redirect`).
+            .redirect(reqwest::redirect::Policy::none())
             .https_only(false);
         if let Some(p) = &cfg.proxy {
             // Credentials in the URL become Proxy-Authorization (basic). Environment proxies are
@@ -171,7 +158,20 @@ impl Http {
             secrets,
             downloaded: Cell::new(0),
             archive: Cell::new(0),
+            policy: RefCell::new(redirect::Policy::default()),
+            temp_dir: None,
         })
+    }
+
+    /// Spool archive bodies into `dir` (e.g. the state dir) instead of the system temp dir.
+    pub fn with_temp_dir(mut self, dir: &Path) -> Http {
+        self.temp_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The redirect policy for the following requests (set per source).
+    pub fn set_redirect_policy(&self, p: redirect::Policy) {
+        *self.policy.borrow_mut() = p;
     }
 
     /// Body bytes received so far in this run (including failed attempts).
@@ -189,6 +189,12 @@ impl Http {
         self.cfg.retries
     }
 
+    /// When a download starting now must be over: `total_timeout` bounds every attempt, backoff
+    /// and retry of it together.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.cfg.total_timeout.get()
+    }
+
     /// The backoff delay before retry number `n` (1-based): base·2^(n-1), capped, with jitter.
     pub fn backoff(&self, n: u32) -> Duration {
         let base = self.cfg.backoff_base.get();
@@ -199,41 +205,70 @@ impl Http {
         capped.mul_f64(f)
     }
 
-    /// GET `url` with bounded retries. 2xx and 304 are returned; anything else is an error.
+    /// GET `url` into memory with bounded retries, all within one `total_timeout`. 2xx and 304
+    /// are returned; anything else is an error.
     pub fn get(
         &self,
         url: &SafeUrl,
         cond: &Conditional,
         kind: Kind,
     ) -> Result<Response, HttpError> {
-        self.retrying(url, || self.get_once(url, cond, kind))
+        self.get_until(url, cond, kind, self.deadline())
+    }
+
+    /// [`Http::get`] that must be over by `deadline`.
+    pub fn get_until(
+        &self,
+        url: &SafeUrl,
+        cond: &Conditional,
+        kind: Kind,
+        deadline: Instant,
+    ) -> Result<Response, HttpError> {
+        self.retrying(url, deadline, |d| self.get_once(url, cond, kind, d, false))
+    }
+
+    /// GET an archive, into a temp file (hashed as it arrives) unless it announces a small size,
+    /// capped by `max_download_size`,
+    /// over by `deadline` with its retries.
+    pub fn download(
+        &self,
+        url: &SafeUrl,
+        cond: &Conditional,
+        deadline: Instant,
+    ) -> Result<Response, HttpError> {
+        self.retrying(url, deadline, |d| {
+            self.get_once(url, cond, Kind::Archive, d, true)
+        })
     }
 
     /// Is `url` there? A HEAD, or a GET of its first byte when the server refuses HEAD (405, 501);
     /// the body is never read, so an archive is not downloaded. Same retries as [`Http::get`].
     /// Returns the status (2xx) and the size the server announces.
     pub fn probe(&self, url: &SafeUrl) -> Result<(u16, Option<u64>), HttpError> {
-        self.retrying(url, || self.probe_once(url))
+        self.retrying(url, self.deadline(), |d| self.probe_once(url, d))
     }
 
-    /// Run `once` until it succeeds or [`decide`] says stop; messages are prefixed with the URL.
+    /// Run `once` until it succeeds, [`decide`] says stop, or `deadline` passes; messages are
+    /// prefixed with the URL.
     fn retrying<T>(
         &self,
         url: &SafeUrl,
-        once: impl Fn() -> Result<T, (Failure, String)>,
+        deadline: Instant,
+        once: impl Fn(Instant) -> Result<T, (Failure, String)>,
     ) -> Result<T, HttpError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (failure, message) = match once() {
+            let (failure, message) = match once(deadline) {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
             let decision = decide(&failure);
             let message = format!("{url}: {message}");
+            let left = deadline.saturating_duration_since(Instant::now());
+            let d = self.backoff(attempt);
             match decision {
-                Decision::Retry if attempt <= self.cfg.retries => {
-                    let d = self.backoff(attempt);
+                Decision::Retry if attempt <= self.cfg.retries && d < left => {
                     tracing::info!(
                         "{message}; retry {attempt} of {} in {d:?}",
                         self.cfg.retries
@@ -249,11 +284,16 @@ impl Http {
                     })
                 }
                 _ => {
-                    let message = if attempt > 1 {
-                        format!("{message} (after {attempt} attempts)")
-                    } else {
-                        message
-                    };
+                    let mut message = message;
+                    if decision == Decision::Retry && attempt <= self.cfg.retries {
+                        message.push_str(&format!(
+                            "; no retry: total_timeout {} is spent",
+                            humantime::format_duration(self.cfg.total_timeout.get())
+                        ));
+                    }
+                    if attempt > 1 {
+                        message.push_str(&format!(" (after {attempt} attempts)"));
+                    }
                     return Err(HttpError {
                         failure,
                         message,
@@ -263,164 +303,6 @@ impl Http {
                 }
             }
         }
-    }
-
-    fn probe_once(&self, url: &SafeUrl) -> Result<(u16, Option<u64>), (Failure, String)> {
-        let resp = self
-            .client
-            .head(url.expose())
-            .send()
-            .map_err(|e| self.classify(&e))?;
-        let resp = match resp.status().as_u16() {
-            405 | 501 => self
-                .client
-                .get(url.expose())
-                .header(reqwest::header::RANGE, "bytes=0-0")
-                .send()
-                .map_err(|e| self.classify(&e))?,
-            _ => resp,
-        };
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            return Err(status_failure(&resp, retry_after));
-        }
-        // A ranged answer's Content-Length is the range; Content-Range carries the full size.
-        let size = resp
-            .headers()
-            .get(reqwest::header::CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit('/').next())
-            .and_then(|n| n.trim().parse().ok())
-            .or_else(|| {
-                // The header, not the body size: a HEAD answer has no body.
-                resp.headers()
-                    .get(reqwest::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|n| n.trim().parse().ok())
-                    .filter(|_| status != 206)
-            });
-        // Dropping `resp` closes the connection without reading the body.
-        Ok((status, size))
-    }
-
-    fn get_once(
-        &self,
-        url: &SafeUrl,
-        cond: &Conditional,
-        kind: Kind,
-    ) -> Result<Response, (Failure, String)> {
-        let started = Instant::now();
-        let mut headers = HeaderMap::new();
-        if let Some(v) = cond
-            .etag
-            .as_deref()
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
-            headers.insert(IF_NONE_MATCH, v);
-        }
-        if let Some(v) = cond
-            .last_modified
-            .as_deref()
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
-            headers.insert(IF_MODIFIED_SINCE, v);
-        }
-        let mut resp = self
-            .client
-            .get(url.expose())
-            .headers(headers)
-            .send()
-            .map_err(|e| self.classify(&e))?;
-        let status = resp.status().as_u16();
-        let header = |name: reqwest::header::HeaderName| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let etag = header(reqwest::header::ETAG);
-        let last_modified = header(reqwest::header::LAST_MODIFIED);
-        let retry_after = header(reqwest::header::RETRY_AFTER).and_then(|v| parse_retry_after(&v));
-        let content_length = resp.content_length();
-        if status == 304 {
-            return Ok(Response {
-                status,
-                body: Vec::new(),
-                content_length,
-                etag,
-                last_modified,
-            });
-        }
-        if !(200..300).contains(&status) {
-            return Err(status_failure(&resp, retry_after));
-        }
-        if content_length.is_some_and(|n| n > MAX_BODY) {
-            return Err((
-                Failure::Other,
-                format!(
-                    "body of {} bytes is larger than the {MAX_BODY}-byte limit",
-                    content_length.unwrap_or(0)
-                ),
-            ));
-        }
-        let total = self.cfg.total_timeout.get();
-        let bar = match kind {
-            Kind::Archive => crate::progress::bytes(content_length, file_label(url)),
-            Kind::Meta => crate::progress::hidden(),
-        };
-        let mut body = Vec::with_capacity(content_length.unwrap_or(0).min(64 << 20) as usize);
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            if started.elapsed() > total {
-                return Err((
-                    Failure::Timeout,
-                    format!(
-                        "download took longer than total_timeout {} ({} bytes received)",
-                        humantime::format_duration(total),
-                        body.len()
-                    ),
-                ));
-            }
-            match resp.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.downloaded.set(self.downloaded.get() + n as u64);
-                    if kind == Kind::Archive {
-                        self.archive.set(self.archive.get() + n as u64);
-                    }
-                    body.extend_from_slice(&buf[..n]);
-                    bar.inc(n as u64);
-                    if body.len() as u64 > MAX_BODY {
-                        return Err((Failure::Other, "body larger than the limit".into()));
-                    }
-                }
-                Err(e) => {
-                    let timed_out = e.kind() == std::io::ErrorKind::TimedOut
-                        || self.chain_text(&e).contains("timed out");
-                    let (f, what) = if timed_out {
-                        (Failure::Timeout, "no data within read_timeout")
-                    } else {
-                        (Failure::Body, "connection broke mid-body")
-                    };
-                    return Err((
-                        f,
-                        format!("{what} after {} bytes: {}", body.len(), self.chain_text(&e)),
-                    ));
-                }
-            }
-        }
-        Ok(Response {
-            status,
-            body,
-            content_length,
-            etag,
-            last_modified,
-        })
     }
 
     fn classify(&self, e: &reqwest::Error) -> (Failure, String) {
@@ -434,7 +316,27 @@ impl Http {
         } else {
             Failure::Other
         };
-        (f, self.chain_text(e))
+        let text = self.chain_text(e);
+        let lower = text.to_ascii_lowercase();
+        // rustls's words when the other side sends no TLS record at all.
+        if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+            return (
+                f,
+                format!("{text} (the server answers in plain http on this https URL: check the scheme and port)"),
+            );
+        }
+        // With a proxy set, the client only ever connects to the proxy.
+        if let (Failure::Connect, Some(p)) = (&f, &self.cfg.proxy) {
+            let secrets: Vec<&Secret> = self.secrets.iter().collect();
+            return (
+                f,
+                format!(
+                    "cannot connect to the proxy {} (http.proxy): {text}",
+                    redact(p, &secrets)
+                ),
+            );
+        }
+        (f, text)
     }
 
     /// An error and its causes on one line, with every secret masked. reqwest puts the URL (with the
@@ -473,11 +375,16 @@ fn status_failure(
     )
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// `Retry-After` as seconds or an HTTP date. A number too large for any clock reads as "very
+/// long" (the caller caps it), never as "now"; a date in the past is zero ("retry now").
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(
+            v.parse::<u64>()
+                .map(Duration::from_secs)
+                .unwrap_or(Duration::MAX),
+        );
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let secs = (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
@@ -502,6 +409,7 @@ mod tests {
             (st(429, ra), Decision::CoolDown(Duration::from_secs(120))),
             (st(403, ra), Decision::CoolDown(Duration::from_secs(120))),
             (st(403, None), Decision::GiveUp),
+            (st(429, Some(Duration::ZERO)), Decision::Retry),
             (st(404, None), Decision::GiveUp),
             (st(410, None), Decision::GiveUp),
             (st(401, None), Decision::GiveUp),
@@ -543,5 +451,16 @@ mod tests {
         let d = parse_retry_after(&later).unwrap();
         assert!(d > Duration::from_secs(290) && d <= Duration::from_secs(300));
         assert_eq!(parse_retry_after("soon"), None);
+        // Overflow is "as long as allowed", a past date is "now".
+        assert_eq!(
+            parse_retry_after("99999999999999999999999"),
+            Some(Duration::MAX)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT").unwrap();
+        assert!(far > Duration::from_secs(7000 * 365 * 86400), "{far:?}");
     }
 }
