@@ -2,6 +2,9 @@
 //! (`threatq_sim`): one process downloads, gates, stores and sends; only changes go out; a held
 //! collapse, a ThreatQ outage and a missing source each end with their exit code and lose nothing.
 
+// fetch_support and threatq_sim each load corpus_support (the one place that knows the corpus).
+#![allow(clippy::duplicate_mod)]
+
 mod fetch_support;
 mod sync_support;
 mod threatq_sim;

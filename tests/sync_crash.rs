@@ -1,6 +1,9 @@
 //! kill -9 of `etferry sync` at every stage (test hook `ETFERRY_TEST_CRASH_AT`), then a plain
 //! rerun: the store and the ThreatQ simulator equal those of a run that was never interrupted.
 
+// fetch_support and threatq_sim each load corpus_support (the one place that knows the corpus).
+#![allow(clippy::duplicate_mod)]
+
 mod fetch_support;
 mod sync_support;
 mod threatq_sim;
