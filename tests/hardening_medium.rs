@@ -129,8 +129,7 @@ fn symlinked_subdirectory_is_refused_by_verify_dry_run_and_ingest_alike() {
             .map(|rd| rd.map(|e| e.unwrap().file_name()).collect())
             .unwrap_or_default();
         assert!(
-            left.iter()
-                .all(|n| n.to_string_lossy().ends_with(".reason.txt")),
+            left.iter().all(|n| n.to_string_lossy().ends_with(".reason.txt")),
             "{sub}: {left:?}"
         );
     }

@@ -98,10 +98,7 @@ fn setup(extra: &str) -> Oracle {
         let name = format!("rules/{}", p.file_name().unwrap().to_string_lossy());
         files.push((name, std::fs::read(&p).unwrap()));
     }
-    files.push((
-        "rules/zz-etferry-chain.rules".into(),
-        CHAIN.as_bytes().to_vec(),
-    ));
+    files.push(("rules/zz-etferry-chain.rules".into(), CHAIN.as_bytes().to_vec()));
     let archive = targz(&files);
     let config = format!(
         "sinks:\n  rules_file:\n    path: ../out/suricata.rules\n    disable_conf: disable.conf\n    \
@@ -145,13 +142,7 @@ fn run_suricata_update(tool: &Path, archive: &[u8], conf: &Path, work: &Path) ->
     let o = cmd
         .args(["-c", yaml.to_str().unwrap(), "-D", data.to_str().unwrap()])
         .args(["--url", url])
-        .args([
-            "--offline",
-            "--no-test",
-            "--no-reload",
-            "-o",
-            out.to_str().unwrap(),
-        ])
+        .args(["--offline", "--no-test", "--no-reload", "-o", out.to_str().unwrap()])
         .arg("--sid-msg-map")
         .arg(out.join("sid-msg.map"))
         .arg("--disable-conf")
@@ -169,12 +160,8 @@ fn run_suricata_update(tool: &Path, archive: &[u8], conf: &Path, work: &Path) ->
     eprintln!(
         "suricata-update: {}",
         err.lines()
-            .filter(|l| l.contains("Loaded")
-                || l.contains("Disabled")
-                || l.contains("Enabled")
-                || l.contains("Modified")
-                || l.contains("Dropped")
-                || l.contains("Writing rules"))
+            .filter(|l| l.contains("Loaded") || l.contains("Disabled") || l.contains("Enabled")
+                || l.contains("Modified") || l.contains("Dropped") || l.contains("Writing rules"))
             .collect::<Vec<_>>()
             .join(" | ")
     );
@@ -207,15 +194,9 @@ fn split(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
 
 #[test]
 fn rules_file_equals_suricata_update_on_full_et_open_with_every_policy_kind() {
-    let Some(tool) = suricata_update() else {
-        return;
-    };
+    let Some(tool) = suricata_update() else { return };
     let o = setup("");
-    let b = o.env.bundle(
-        "et-open-suricata-5.0",
-        1,
-        &[("emerging.rules.tar.gz".into(), o.archive.clone())],
-    );
+    let b = o.env.bundle("et-open-suricata-5.0", 1, &[("emerging.rules.tar.gz".into(), o.archive.clone())]);
     let r = o.env.ingest(&b);
     assert_eq!(r.code, Some(0), "{r:?}");
     let ours = std::fs::read_to_string(o.env.path("out/suricata.rules")).unwrap();
@@ -225,10 +206,7 @@ fn rules_file_equals_suricata_update_on_full_et_open_with_every_policy_kind() {
     let (oe, od) = split(&ours);
     let (te, td) = split(&theirs);
     let diff = |a: &BTreeSet<String>, b: &BTreeSet<String>| -> Vec<String> {
-        a.symmetric_difference(b)
-            .take(5)
-            .map(|l| l.chars().take(160).collect())
-            .collect()
+        a.symmetric_difference(b).take(5).map(|l| l.chars().take(160).collect()).collect()
     };
     let differences = oe.symmetric_difference(&te).count() + od.symmetric_difference(&td).count();
     println!(
@@ -240,51 +218,18 @@ fn rules_file_equals_suricata_update_on_full_et_open_with_every_policy_kind() {
         td.len(),
         ours == theirs
     );
-    assert_eq!(
-        differences,
-        0,
-        "enabled: {:?}\ndisabled: {:?}",
-        diff(&oe, &te),
-        diff(&od, &td)
-    );
+    assert_eq!(differences, 0, "enabled: {:?}\ndisabled: {:?}", diff(&oe, &te), diff(&od, &td));
     assert_eq!(ours.lines().count(), theirs.lines().count());
     // The policy really did something of every kind.
-    assert!(
-        oe.len() > 15_000 && od.len() > 10_000,
-        "{} {}",
-        oe.len(),
-        od.len()
-    );
+    assert!(oe.len() > 15_000 && od.len() > 10_000, "{} {}", oe.len(), od.len());
     assert!(oe.iter().any(|l| l.starts_with("drop ")), "drop");
-    assert!(
-        oe.iter()
-            .chain(&od)
-            .any(|l| l.contains("msg:\"ET SCAN [tuned]")),
-        "modify \\1"
-    );
-    assert!(
-        od.iter()
-            .any(|l| l.contains("rev:") && l.contains("metadata:etferry tuned;")),
-        "modify ${{1}}"
-    );
-    assert!(
-        oe.iter().any(|l| l.contains("metadata: etferry_worm yes;")),
-        "metadata-add"
-    );
-    assert!(
-        oe.iter()
-            .any(|l| l.contains("msg:\"ETFERRY CHAIN step 1\"") && l.contains("noalert;")),
-        "chain 1"
-    );
-    assert!(
-        oe.iter()
-            .any(|l| l.contains("msg:\"ETFERRY CHAIN step 2\"") && l.contains("noalert;")),
-        "chain 2"
-    );
+    assert!(oe.iter().chain(&od).any(|l| l.contains("msg:\"ET SCAN [tuned]")), "modify \\1");
+    assert!(od.iter().any(|l| l.contains("rev:") && l.contains("metadata:etferry tuned;")), "modify ${{1}}");
+    assert!(oe.iter().any(|l| l.contains("metadata: etferry_worm yes;")), "metadata-add");
+    assert!(oe.iter().any(|l| l.contains("msg:\"ETFERRY CHAIN step 1\"") && l.contains("noalert;")), "chain 1");
+    assert!(oe.iter().any(|l| l.contains("msg:\"ETFERRY CHAIN step 2\"") && l.contains("noalert;")), "chain 2");
     assert!(od.iter().any(|l| l.contains("ETFERRY CHAIN unrelated")));
-    assert!(
-        oe.iter().any(|l| l.contains("ETFERRY dup newer")) && !ours.contains("\"ETFERRY dup\"")
-    );
+    assert!(oe.iter().any(|l| l.contains("ETFERRY dup newer")) && !ours.contains("\"ETFERRY dup\""));
     assert!(!ours.contains("no final semicolon"));
     assert!(!ours.contains("ET DELETED"), "*deleted.rules is ignored");
     // sid-msg.map too.
@@ -299,12 +244,7 @@ fn rules_file_equals_suricata_update_on_full_et_open_with_every_policy_kind() {
     // Dry run prints the counts, matching the file.
     let d = o.env.run(&["export", "rules_file", "--dry-run"]);
     assert_eq!(d.code, Some(0), "{d:?}");
-    assert!(
-        d.stdout
-            .contains(&format!("{} enabled, {} disabled", oe.len(), od.len())),
-        "{}",
-        d.stdout
-    );
+    assert!(d.stdout.contains(&format!("{} enabled, {} disabled", oe.len(), od.len())), "{}", d.stdout);
     println!("{}", d.stdout.trim());
     // The policy counts suricata-update logs are etferry's too.
     let expect = format!(
@@ -321,11 +261,7 @@ fn rules_file_equals_suricata_update_on_full_et_open_with_every_policy_kind() {
 #[test]
 fn bad_policy_line_is_a_config_error_naming_file_and_line() {
     let o = setup("");
-    std::fs::write(
-        o.conf.join("disable.conf"),
-        "2000001\n\nemerging-dns   # no .rules, no group:\n",
-    )
-    .unwrap();
+    std::fs::write(o.conf.join("disable.conf"), "2000001\n\nemerging-dns   # no .rules, no group:\n").unwrap();
     let r = o.env.run(&["status"]);
     assert_eq!(r.code, Some(2), "{r:?}");
     assert!(r.stderr.contains("disable.conf, line 3"), "{}", r.stderr);
@@ -337,7 +273,10 @@ fn bad_policy_line_is_a_config_error_naming_file_and_line() {
 }
 
 fn small_bundle(o: &Oracle, seq: u64, sid: u32) -> PathBuf {
-    let files = vec![("rules/emerging-test.rules".to_string(), small_rules(sid, 3))];
+    let files = vec![(
+        "rules/emerging-test.rules".to_string(),
+        small_rules(sid, 3),
+    )];
     o.env.bundle("et-open-test", seq, &files)
 }
 
@@ -355,11 +294,7 @@ fn failing_test_command_keeps_the_previous_file_and_exits_3() {
     assert_eq!(r.code, Some(3), "{r:?}");
     assert!(r.stderr.contains("test_command"), "{}", r.stderr);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
-    assert!(!std::fs::read_dir(o.env.path("out")).unwrap().any(|e| e
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .starts_with(".etferry-test")));
+    assert!(!std::fs::read_dir(o.env.path("out")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".etferry-test")));
 }
 
 #[test]
@@ -374,26 +309,14 @@ fn a_changed_policy_file_rewrites_the_file_on_the_next_run() {
     let r = o.env.run(&["export", "rules_file"]);
     assert_eq!(r.code, Some(0), "{r:?}");
     let text = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        text.lines().filter(|l| l.starts_with("# alert")).count(),
-        1,
-        "{text}"
-    );
-    assert!(
-        r.stdout
-            .contains("2 enabled, 1 disabled; by policy: 1 disabled"),
-        "{}",
-        r.stdout
-    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("# alert")).count(), 1, "{text}");
+    assert!(r.stdout.contains("2 enabled, 1 disabled; by policy: 1 disabled"), "{}", r.stdout);
     // A heartbeat-like rerun with nothing changed leaves the file alone.
     let before = std::fs::metadata(&path).unwrap().modified().unwrap();
     std::fs::write(o.conf.join("disable.conf"), "2000002\n").unwrap();
     let r = o.env.ingest(&small_bundle(&o, 2, 2_000_000));
     assert_eq!(r.code, Some(0), "{r:?}");
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        text.contains("# alert tcp any any -> any any (msg:\"ET TEST rule 2\""),
-        "{text}"
-    );
+    assert!(text.contains("# alert tcp any any -> any any (msg:\"ET TEST rule 2\""), "{text}");
     assert!(std::fs::metadata(&path).unwrap().modified().unwrap() >= before);
 }

@@ -24,11 +24,7 @@ fn validator() -> Option<PathBuf> {
             return Some(c);
         }
     }
-    if Command::new("stix2_validator")
-        .arg("--help")
-        .output()
-        .is_ok()
-    {
+    if Command::new("stix2_validator").arg("--help").output().is_ok() {
         return Some(PathBuf::from("stix2_validator"));
     }
     if std::env::var_os("CI").is_some() {
@@ -59,11 +55,7 @@ fn full_et_open_bundle_validates_and_matches_the_store() {
     let Some(tool) = validator() else { return };
     let env = Env::with_config("sinks:\n  stix:\n    path: ../out/etferry.json\n");
     let archive = targz_of_dir(&corpus("et-open-suricata-5.0-2024-04-21/rules"));
-    let b = env.bundle(
-        "et-open-suricata-5.0",
-        1,
-        &[("emerging.rules.tar.gz".into(), archive)],
-    );
+    let b = env.bundle("et-open-suricata-5.0", 1, &[("emerging.rules.tar.gz".into(), archive)]);
     let r = env.ingest(&b);
     assert_eq!(r.code, Some(0), "{r:?}");
     let v = bundle_json(&env);
@@ -71,16 +63,10 @@ fn full_et_open_bundle_validates_and_matches_the_store() {
 
     let c = rusqlite::Connection::open(env.store_path()).unwrap();
     let rules: i64 = c
-        .query_row(
-            "SELECT COUNT(*) FROM rules WHERE enabled = 1 AND removed = 0",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT COUNT(*) FROM rules WHERE enabled = 1 AND removed = 0", [], |r| r.get(0))
         .unwrap();
     let addresses: i64 = c
-        .query_row("SELECT COUNT(DISTINCT value) FROM indicators", [], |r| {
-            r.get(0)
-        })
+        .query_row("SELECT COUNT(DISTINCT value) FROM indicators", [], |r| r.get(0))
         .unwrap();
     let count = |f: &dyn Fn(&Value) -> bool| objs.iter().filter(|o| f(o)).count() as i64;
     assert_eq!(count(&|o| o["pattern_type"] == "suricata"), rules);
@@ -99,32 +85,18 @@ fn full_et_open_bundle_validates_and_matches_the_store() {
     assert!(one["pattern"].as_str().unwrap().contains("sid:2101948;"));
     assert!(one["name"].as_str().unwrap().starts_with("GPL DNS"));
     assert!(one["valid_from"].as_str().unwrap().ends_with('Z'));
-    assert!(objs.iter().any(|o| o["pattern"]
-        .as_str()
-        .is_some_and(|p| p.starts_with("[ipv4-addr:value = '"))));
+    assert!(objs.iter().any(|o| o["pattern"].as_str().is_some_and(|p| p.starts_with("[ipv4-addr:value = '"))));
 
     let out = Command::new(&tool)
         .arg(env.path("out/etferry.json"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let errors: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("[X]"))
-        .take(20)
-        .collect();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("[X]")).take(20).collect();
     let warnings = text.lines().filter(|l| l.contains("[!]")).count();
-    println!(
-        "stix2_validator: exit {:?}, {} errors, {warnings} warnings",
-        out.status.code(),
-        errors.len()
-    );
+    println!("stix2_validator: exit {:?}, {} errors, {warnings} warnings", out.status.code(), errors.len());
     assert!(errors.is_empty(), "{errors:#?}");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn rules_file(rules: &[(u32, u32)]) -> Vec<(String, Vec<u8>)> {
@@ -146,18 +118,11 @@ fn reexport_updates_modified_in_place_and_revokes_removed_rules() {
     let env = Env::with_config(
         "sanity:\n  max_drop_percent: 50\nsinks:\n  stix:\n    path: ../out/etferry.json\n",
     );
-    let b = env.bundle(
-        "et-open",
-        1,
-        &rules_file(&[(2_000_001, 1), (2_000_002, 1), (2_000_003, 1)]),
-    );
+    let b = env.bundle("et-open", 1, &rules_file(&[(2_000_001, 1), (2_000_002, 1), (2_000_003, 1)]));
     assert_eq!(env.ingest(&b).code, Some(0));
     let first = by_id(&bundle_json(&env));
     assert_eq!(first.len(), 4);
-    let r1 = first
-        .values()
-        .find(|o| o["name"] == "ET TEST r2000001")
-        .unwrap();
+    let r1 = first.values().find(|o| o["name"] == "ET TEST r2000001").unwrap();
     assert_eq!(r1["valid_from"], "2024-01-01T00:00:00.000Z");
     assert!(r1["external_references"]
         .as_array()
@@ -174,23 +139,14 @@ fn reexport_updates_modified_in_place_and_revokes_removed_rules() {
     let find = |m: &HashMap<String, Value>, name: &str| {
         m.values().find(|o| o["name"] == name).unwrap().clone()
     };
-    let (a1, a2) = (
-        find(&first, "ET TEST r2000001"),
-        find(&second, "ET TEST r2000001"),
-    );
+    let (a1, a2) = (find(&first, "ET TEST r2000001"), find(&second, "ET TEST r2000001"));
     assert_eq!(a1, a2, "an unchanged rule is written as it was");
-    let (b1, b2) = (
-        find(&first, "ET TEST r2000002"),
-        find(&second, "ET TEST r2000002"),
-    );
+    let (b1, b2) = (find(&first, "ET TEST r2000002"), find(&second, "ET TEST r2000002"));
     assert_eq!(b1["id"], b2["id"]);
     assert_eq!(b1["created"], b2["created"]);
     assert_ne!(b1["modified"], b2["modified"]);
     assert!(b2["pattern"].as_str().unwrap().contains("rev:2;"));
-    let (c1, c2) = (
-        find(&first, "ET TEST r2000003"),
-        find(&second, "ET TEST r2000003"),
-    );
+    let (c1, c2) = (find(&first, "ET TEST r2000003"), find(&second, "ET TEST r2000003"));
     assert_eq!(c1["id"], c2["id"]);
     assert_eq!(c2["revoked"], true);
     assert!(c1.get("revoked").is_none());
@@ -199,11 +155,7 @@ fn reexport_updates_modified_in_place_and_revokes_removed_rules() {
     let before = std::fs::read(env.path("out/etferry.json")).unwrap();
     let o = env.run(&["export", "stix"]);
     assert_eq!(o.code, Some(0), "{o:?}");
-    assert!(
-        o.stdout.contains("2 rule indicators") || o.stdout.contains("3 rule indicators"),
-        "{}",
-        o.stdout
-    );
+    assert!(o.stdout.contains("2 rule indicators") || o.stdout.contains("3 rule indicators"), "{}", o.stdout);
     assert!(o.stdout.contains("unchanged"), "{}", o.stdout);
     assert_eq!(std::fs::read(env.path("out/etferry.json")).unwrap(), before);
 }

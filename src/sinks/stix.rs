@@ -42,10 +42,7 @@ const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d1c_3f0e_8f4b_4a57_9a51_2
 const IDENTITY_CREATED: &str = "2024-01-01T00:00:00.000Z";
 
 fn id(kind: &str, name: &str) -> String {
-    format!(
-        "{kind}--{}",
-        uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes())
-    )
+    format!("{kind}--{}", uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()))
 }
 
 /// The identity every indicator is created by.
@@ -239,19 +236,15 @@ impl StixSink {
             out.insert(id, (o, stix_time(src.last_bundle_at)));
         }
 
-        let mut st = store.conn().prepare(
-            "SELECT source, value, kind, section FROM indicators ORDER BY source, value",
-        )?;
+        let mut st = store
+            .conn()
+            .prepare("SELECT source, value, kind, section FROM indicators ORDER BY source, value")?;
         let mut q = st.query([])?;
         while let Some(r) = q.next()? {
             let source: String = r.get(0)?;
             let value: String = r.get(1)?;
             let section: String = r.get(3)?;
-            let family = if value.contains(':') {
-                "ipv6-addr"
-            } else {
-                "ipv4-addr"
-            };
+            let family = if value.contains(':') { "ipv6-addr" } else { "ipv4-addr" };
             let id = address_id(&value);
             let seen = sources
                 .get(&source)
@@ -358,11 +351,7 @@ fn uri(v: &str) -> String {
     let mut fragment = false;
     let chars: Vec<char> = v.chars().collect();
     for (i, &c) in chars.iter().enumerate() {
-        let escape_ok = || {
-            chars
-                .get(i + 1..i + 3)
-                .is_some_and(|h| h.iter().all(char::is_ascii_hexdigit))
-        };
+        let escape_ok = || chars.get(i + 1..i + 3).is_some_and(|h| h.iter().all(char::is_ascii_hexdigit));
         match c {
             '%' if !escape_ok() => out.push_str("%25"),
             '#' if !fragment => {
@@ -473,27 +462,15 @@ mod tests {
 
     #[test]
     fn ids_are_deterministic_and_distinct() {
-        assert_eq!(
-            rule_id("et-open", Some("suricata-5.0"), 1, 2),
-            rule_id("et-open", Some("suricata-5.0"), 1, 2)
-        );
-        assert_ne!(
-            rule_id("et-open", Some("suricata-5.0"), 1, 2),
-            rule_id("et-open", Some("snort-2.9.0"), 1, 2)
-        );
+        assert_eq!(rule_id("et-open", Some("suricata-5.0"), 1, 2), rule_id("et-open", Some("suricata-5.0"), 1, 2));
+        assert_ne!(rule_id("et-open", Some("suricata-5.0"), 1, 2), rule_id("et-open", Some("snort-2.9.0"), 1, 2));
         assert!(address_id("1.2.3.4").starts_with("indicator--"));
-        assert_eq!(
-            et_date("2024_04_21").as_deref(),
-            Some("2024-04-21T00:00:00.000Z")
-        );
+        assert_eq!(et_date("2024_04_21").as_deref(), Some("2024-04-21T00:00:00.000Z"));
     }
 
     #[test]
     fn et_reference_urls_become_valid_uris() {
-        assert_eq!(
-            uri("doc.emergingthreats.net/2001"),
-            "http://doc.emergingthreats.net/2001"
-        );
+        assert_eq!(uri("doc.emergingthreats.net/2001"), "http://doc.emergingthreats.net/2001");
         assert_eq!(uri("https://x.org/a b"), "https://x.org/a%20b");
         assert_eq!(uri("\"x.org/?id=1\""), "http://x.org/?id=1");
         assert_eq!(uri("x.org/a?b#-#-c"), "http://x.org/a?b#-%23-c");

@@ -197,8 +197,8 @@ impl RulesFileSink {
     pub fn write(&self, force: bool) -> anyhow::Result<Written> {
         let (built, fp) = self.build()?;
         let state = self.state_path();
-        let unchanged =
-            std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == fp) && self.cfg.path.exists();
+        let unchanged = std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == fp)
+            && self.cfg.path.exists();
         if unchanged && !force {
             return Ok(Written {
                 written: false,

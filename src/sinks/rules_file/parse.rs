@@ -289,20 +289,13 @@ mod tests {
     fn commented_rules_are_disabled_and_keep_their_raw_text() {
         let r = p("## alert tcp any any -> any any (msg:\"ET X\"; sid:5; rev:2;)").unwrap();
         assert!(!r.enabled);
-        assert_eq!(
-            r.raw,
-            "alert tcp any any -> any any (msg:\"ET X\"; sid:5; rev:2;)"
-        );
+        assert_eq!(r.raw, "alert tcp any any -> any any (msg:\"ET X\"; sid:5; rev:2;)");
         assert_eq!((r.gid, r.sid, r.rev, r.msg.as_str()), (1, 5, 2, "ET X"));
     }
 
     #[test]
     fn a_last_option_without_semicolon_drops_the_rule_as_suricata_update_does() {
-        assert!(parse(
-            "alert tcp any any -> any any (msg:\"x\"; sid:5; rev:1)",
-            None
-        )
-        .is_err());
+        assert!(parse("alert tcp any any -> any any (msg:\"x\"; sid:5; rev:1)", None).is_err());
         assert!(p("# This is a comment (not a rule)").is_none());
         assert!(p("alert tcp any any -> any any (msg:\"x\"; rev:1;)").is_none());
     }
@@ -311,12 +304,8 @@ mod tests {
     fn flowbits_and_noalert_are_read_and_formatted() {
         let mut r = p("alert tcp any any -> any any (msg:\"x\"; flowbits:set,ET.a; flowbits:noalert; sid:7; rev:1;)").unwrap();
         assert!(r.noalert);
-        assert_eq!(
-            r.flowbits,
-            vec![Some("set,ET.a".into()), Some("noalert".into())]
-        );
-        let mut s = p("alert tcp any any -> any any (msg:\"x\"; flowbits:set,ET.b; sid:8; rev:1;)")
-            .unwrap();
+        assert_eq!(r.flowbits, vec![Some("set,ET.a".into()), Some("noalert".into())]);
+        let mut s = p("alert tcp any any -> any any (msg:\"x\"; flowbits:set,ET.b; sid:8; rev:1;)").unwrap();
         s.noalert = true;
         s.enabled = false;
         assert_eq!(
@@ -328,8 +317,7 @@ mod tests {
 
     #[test]
     fn escaped_semicolons_stay_inside_an_option() {
-        let r =
-            p(r#"alert tcp any any -> any any (msg:"a\;b"; content:"x"; sid:9; rev:1;)"#).unwrap();
+        let r = p(r#"alert tcp any any -> any any (msg:"a\;b"; content:"x"; sid:9; rev:1;)"#).unwrap();
         assert_eq!(r.msg, r"a\;b");
     }
 

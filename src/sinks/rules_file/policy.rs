@@ -168,10 +168,7 @@ fn lines(path: &Path) -> anyhow::Result<Vec<(usize, String)>> {
 }
 
 fn bad(path: &Path, line: usize, what: impl std::fmt::Display) -> anyhow::Error {
-    crate::exit::usage(format!(
-        "policy file {}, line {line}: {what}",
-        path.display()
-    ))
+    crate::exit::usage(format!("policy file {}, line {line}: {what}", path.display()))
 }
 
 fn load_matchers(path: &Path) -> anyhow::Result<Vec<Matcher>> {
@@ -198,8 +195,9 @@ fn load_modify(path: &Path) -> anyhow::Result<Vec<Modify>> {
         let line = py_strip(&line).to_string();
         if line.starts_with("metadata-add") {
             let tokens = shlex_split(&line).map_err(|e| bad(path, n, e))?;
-            let [_, m, key, val] = <[String; 4]>::try_from(tokens)
-                .map_err(|_| bad(path, n, "metadata-add takes <matcher> <key> <value>"))?;
+            let [_, m, key, val] = <[String; 4]>::try_from(tokens).map_err(|_| {
+                bad(path, n, "metadata-add takes <matcher> <key> <value>")
+            })?;
             let matcher =
                 Matcher::parse(&m).ok_or_else(|| bad(path, n, format!("bad matcher {m:?}")))?;
             out.push(Modify::AddMetadata { matcher, key, val });
@@ -218,10 +216,8 @@ fn load_modify(path: &Path) -> anyhow::Result<Vec<Modify>> {
                 "expected <matcher> \"<from>\" \"<to>\" (three fields)",
             ));
         };
-        let matcher =
-            Matcher::parse(m).ok_or_else(|| bad(path, n, format!("bad matcher {m:?}")))?;
-        let pattern =
-            py_regex(a, false).map_err(|e| bad(path, n, format!("pattern {a:?}: {e}")))?;
+        let matcher = Matcher::parse(m).ok_or_else(|| bad(path, n, format!("bad matcher {m:?}")))?;
+        let pattern = py_regex(a, false).map_err(|e| bad(path, n, format!("pattern {a:?}: {e}")))?;
         // Oinkmaster's `${1}` is Python's `\1`.
         let b = braces_re().replace_all(b, r"\${1}");
         let repl = Template::parse(&b, &pattern)
@@ -332,10 +328,7 @@ impl Policy {
                     Modify::AddMetadata { matcher, key, val } if matcher.matches(&rule) => {
                         let group = rule.group.clone();
                         let text = metadata_re()
-                            .replace(
-                                &rule.format(),
-                                format!("; metadata: {key} {val};)").as_str(),
-                            )
+                            .replace(&rule.format(), format!("; metadata: {key} {val};)").as_str())
                             .into_owned();
                         rule = reparse(&text, &rule, group, "metadata-add");
                         modified = true;
@@ -393,21 +386,11 @@ mod tests {
     #[test]
     fn matchers_parse_like_parse_rule_match() {
         assert!(matches!(Matcher::parse("2000001"), Some(Matcher::Id(v)) if v == [(1, 2000001)]));
-        assert!(
-            matches!(Matcher::parse("1:2, 3:4"), Some(Matcher::Id(v)) if v == [(1, 2), (3, 4)])
-        );
+        assert!(matches!(Matcher::parse("1:2, 3:4"), Some(Matcher::Id(v)) if v == [(1, 2), (3, 4)]));
         assert!(matches!(Matcher::parse("re:trojan"), Some(Matcher::Re(_))));
-        assert!(matches!(
-            Matcher::parse("group:emerging-dns"),
-            Some(Matcher::Group(_))
-        ));
-        assert!(matches!(
-            Matcher::parse("emerging-dns.rules"),
-            Some(Matcher::Group(_))
-        ));
-        assert!(
-            matches!(Matcher::parse("metadata: deployment perimeter"), Some(Matcher::Metadata(k, v)) if k == "deployment" && v == "perimeter")
-        );
+        assert!(matches!(Matcher::parse("group:emerging-dns"), Some(Matcher::Group(_))));
+        assert!(matches!(Matcher::parse("emerging-dns.rules"), Some(Matcher::Group(_))));
+        assert!(matches!(Matcher::parse("metadata: deployment perimeter"), Some(Matcher::Metadata(k, v)) if k == "deployment" && v == "perimeter"));
         assert!(matches!(Matcher::parse("*"), Some(Matcher::All)));
         assert!(Matcher::parse("emerging-dns").is_none());
         assert!(Matcher::parse("metadata:novalue").is_none());
@@ -416,37 +399,20 @@ mod tests {
     #[test]
     fn group_matches_base_name_with_or_without_extension() {
         let r = rule("alert tcp any any -> any any (msg:\"x\"; metadata:Deployment Perimeter; sid:1; rev:1;)", "rules/emerging-dns.rules");
-        for p in [
-            "group:emerging-dns",
-            "group:emerging-dns.rules",
-            "group:emerging-d*",
-            "emerging-dns.rules",
-        ] {
+        for p in ["group:emerging-dns", "group:emerging-dns.rules", "group:emerging-d*", "emerging-dns.rules"] {
             assert!(Matcher::parse(p).unwrap().matches(&r), "{p}");
         }
-        assert!(!Matcher::parse("group:rules/emerging-dns.rules")
-            .unwrap()
-            .matches(&r));
-        assert!(Matcher::parse("filename:rules/emerging-dns.rules")
-            .unwrap()
-            .matches(&r));
-        assert!(Matcher::parse("metadata:deployment perimeter")
-            .unwrap()
-            .matches(&r));
+        assert!(!Matcher::parse("group:rules/emerging-dns.rules").unwrap().matches(&r));
+        assert!(Matcher::parse("filename:rules/emerging-dns.rules").unwrap().matches(&r));
+        assert!(Matcher::parse("metadata:deployment perimeter").unwrap().matches(&r));
         assert!(Matcher::parse("re:MSG:\"X\"").unwrap().matches(&r));
     }
 
     #[test]
     fn order_is_disable_enable_drop_modify() {
         let mut rules = vec![
-            rule(
-                "alert tcp any any -> any any (msg:\"a\"; sid:1; rev:1;)",
-                "rules/a.rules",
-            ),
-            rule(
-                "# alert tcp any any -> any any (msg:\"b\"; sid:2; rev:1;)",
-                "rules/a.rules",
-            ),
+            rule("alert tcp any any -> any any (msg:\"a\"; sid:1; rev:1;)", "rules/a.rules"),
+            rule("# alert tcp any any -> any any (msg:\"b\"; sid:2; rev:1;)", "rules/a.rules"),
         ];
         let p = Policy {
             disable: vec![Matcher::parse("1").unwrap(), Matcher::parse("2").unwrap()],
@@ -457,19 +423,8 @@ mod tests {
         let c = p.apply(&mut rules);
         assert!(!rules[0].enabled);
         assert!(rules[1].enabled);
-        assert_eq!(
-            rules[1].raw,
-            "drop tcp any any -> any any (msg:\"b\"; sid:2; rev:1;)"
-        );
+        assert_eq!(rules[1].raw, "drop tcp any any -> any any (msg:\"b\"; sid:2; rev:1;)");
         assert_eq!(rules[1].group, None);
-        assert_eq!(
-            c,
-            PolicyCounts {
-                disabled: 1,
-                enabled: 1,
-                dropped: 1,
-                modified: 0
-            }
-        );
+        assert_eq!(c, PolicyCounts { disabled: 1, enabled: 1, dropped: 1, modified: 0 });
     }
 }

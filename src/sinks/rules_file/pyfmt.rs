@@ -279,10 +279,7 @@ mod tests {
     fn templates_substitute_groups_like_re_sub() {
         let re = py_regex(r"(alert) (\w+)", false).unwrap();
         let t = Template::parse(r"\2 \g<1>\;", &re).unwrap();
-        assert_eq!(
-            t.sub(&re, "alert tcp x alert udp").unwrap(),
-            r"tcp alert\; x udp alert\;"
-        );
+        assert_eq!(t.sub(&re, "alert tcp x alert udp").unwrap(), r"tcp alert\; x udp alert\;");
         assert!(Template::parse(r"\3", &re).is_err());
         assert!(Template::parse(r"\q", &re).is_err());
         let named = py_regex(r"(?P<a>x)", false).unwrap();

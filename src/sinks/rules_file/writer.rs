@@ -151,20 +151,12 @@ fn merge_classification(files: &[&Input]) -> String {
                 continue;
             }
             let Some(value) = line.split(':').nth(1) else {
-                tracing::warn!(
-                    "{}: {}: not a classification line: {line}",
-                    f.source,
-                    f.path
-                );
+                tracing::warn!("{}: {}: not a classification line: {line}", f.source, f.path);
                 continue;
             };
             let parts: Vec<&str> = py_strip(value).split(',').collect();
             let [key, _desc, prio] = parts[..] else {
-                tracing::warn!(
-                    "{}: {}: not a classification line: {line}",
-                    f.source,
-                    f.path
-                );
+                tracing::warn!("{}: {}: not a classification line: {line}", f.source, f.path);
                 continue;
             };
             if let Some((p, _)) = by_key.get(key) {
@@ -215,13 +207,7 @@ mod tests {
             "alert tcp any any -> any any (msg:\"new\"; sid:1; rev:2;)\nalert tcp any any -> any any (msg:\"two\"; reference:url,x.org; sid:2; rev:1;)\n"
         );
         assert_eq!(b.sid_msg_map, "1 || new\n2 || two || url,x.org\n");
-        assert_eq!(
-            b.classification,
-            "config classification: a,A2,3\nconfig classification: b,B,1\n"
-        );
-        assert_eq!(
-            (b.counts.total, b.counts.ignored_files, b.counts.rules_files),
-            (2, 1, 2)
-        );
+        assert_eq!(b.classification, "config classification: a,A2,3\nconfig classification: b,B,1\n");
+        assert_eq!((b.counts.total, b.counts.ignored_files, b.counts.rules_files), (2, 1, 2));
     }
 }
