@@ -23,16 +23,16 @@ pub struct Cli {
 /// Options every subcommand accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
-    /// Config file, or a directory holding fetch.yaml / watch.yaml (default: $ETFERRY_CONFIG, else ./config if it exists, else /etc/etferry)
+    /// Config file, or a directory holding fetch.yaml / watch.yaml / etferry.yaml (default: $ETFERRY_CONFIG, else ./config if it exists, else /etc/etferry)
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE|DIR")]
     pub config: Option<PathBuf>,
-    /// Also write logs to a daily-rotated file in DIR
+    /// Also write logs to a daily-rotated file in DIR (the original connector's -ll DIR works too)
     #[arg(long, global = true, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
     /// How many rotated log files to keep
     #[arg(long, global = true, default_value_t = 14, value_name = "N")]
     pub log_keep: usize,
-    /// More detail in logs: -v info, -vv debug, -vvv trace
+    /// More detail in logs: -v info, -vv debug, -vvv trace (the original's -v3 / -v 3 work too)
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Log line format
@@ -51,6 +51,8 @@ pub enum LogFormat {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Connected: download, check, store and send to ThreatQ in one run, from etferry.yaml (timer or cron)
+    Sync(cmd::sync::Args),
     /// DMZ: mirror the configured ET rulesets into signed bundles in the outbox (timer or cron)
     Fetch(cmd::fetch::Args),
     /// DMZ: create the minisign key pair that signs bundles
@@ -89,13 +91,16 @@ pub enum Command {
 
 /// The workflow, shown after the command list of `etferry --help`.
 pub const WORKFLOW: &str = "\
-Workflow (docs/deployment.md):
+Workflow (docs/deployment.md, docs/connected-host.md):
+  connected ThreatQ host (reaches the internet):
+    etferry init                  answer yes: etferry.yaml, ThreatQ password, oinkcode in /etc/etferry
+    etferry sync                  every 4 h (etferry-sync.timer): download, store, send to ThreatQ
   DMZ host:
     etferry init --role fetch     fetch.yaml, signing key, oinkcode in /etc/etferry
     etferry fetch                 every 4 h (etferry-fetch.timer) into /var/lib/etferry/outbox
     scripts/carry.sh /media/usb   new bundles onto the medium, verified there
   air-gapped host:
-    etferry init                  watch.yaml and the ThreatQ password in /etc/etferry
+    etferry init                  answer no: watch.yaml and the ThreatQ password in /etc/etferry
     etferry watch                 the service (etferry-watch.service); cron: etferry ingest
     etferry ingest DIR            a medium's folder (e.g. /media/usb/etferry), once
     etferry status | report | rules | export threatq
@@ -103,7 +108,7 @@ Config: -c FILE|DIR, else $ETFERRY_CONFIG, else ./config if it exists, else /etc
 
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(original_flags(std::env::args_os()));
     if let Some(dir) = &cli.global.log_dir {
         // A missing log directory is created; one that cannot be is a usage error naming it.
         if let Err(e) = std::fs::create_dir_all(dir) {
@@ -138,6 +143,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     let g = &cli.global;
     match cli.command {
+        Command::Sync(a) => cmd::sync::run(a, g),
         Command::Parse(a) => cmd::parse::run(a, g),
         Command::Fetch(a) => cmd::fetch::run(a, g),
         Command::Keygen(a) => cmd::keygen::run(a, g),
@@ -156,6 +162,49 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Completions(a) => cmd::completions::run(a, g),
         Command::Man(a) => cmd::completions::run_man(a, g),
     }
+}
+
+/// The original connector's command line (`-c DIR -ll DIR -v3`), so its cron line works with
+/// only the program name changed: `-ll DIR` / `-ll=DIR` become `--log-dir DIR`, and `-vN` or
+/// `-v N` (N a digit) become `-v` N times. Everything after `--` is left alone.
+pub fn original_flags<I: IntoIterator<Item = std::ffi::OsString>>(
+    args: I,
+) -> Vec<std::ffi::OsString> {
+    let verbose = |n: &str| -> Option<Option<std::ffi::OsString>> {
+        let n: u8 = (n.len() == 1).then(|| n.parse().ok()).flatten()?;
+        Some((n > 0).then(|| format!("-{}", "v".repeat(n as usize)).into()))
+    };
+    let mut out = Vec::new();
+    let mut it = args.into_iter().peekable();
+    let mut rest = false;
+    while let Some(a) = it.next() {
+        let s = a.to_str().unwrap_or("");
+        if rest || out.is_empty() {
+            out.push(a);
+            continue;
+        }
+        if s == "--" {
+            rest = true;
+            out.push(a);
+        } else if s == "-ll" {
+            out.push("--log-dir".into());
+        } else if let Some(dir) = s.strip_prefix("-ll=") {
+            out.push(format!("--log-dir={dir}").into());
+        } else if let Some(v) = s.strip_prefix("-v").and_then(verbose) {
+            out.extend(v);
+        } else if s == "-v" {
+            match it.peek().and_then(|n| n.to_str()).and_then(verbose) {
+                Some(v) => {
+                    it.next();
+                    out.extend(v);
+                }
+                None => out.push(a),
+            }
+        } else {
+            out.push(a);
+        }
+    }
+    out
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -226,4 +275,49 @@ fn init_logging(g: &Global) -> Option<tracing_appender::non_blocking::WorkerGuar
         .with(file_layer)
         .try_init();
     guard
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(line: &str) -> String {
+        let v: Vec<std::ffi::OsString> = line.split(' ').map(Into::into).collect();
+        original_flags(v)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn the_original_connectors_flags_are_understood() {
+        let table = [
+            (
+                "etferry sync -c /etc/x -ll /var/log/x -v3",
+                "etferry sync -c /etc/x --log-dir /var/log/x -vvv",
+            ),
+            ("etferry sync -v 3", "etferry sync -vvv"),
+            ("etferry sync -v 1 -ll=/l", "etferry sync -v --log-dir=/l"),
+            ("etferry -v0 sync", "etferry sync"),
+            ("etferry sync -v -vv", "etferry sync -v -vv"),
+            ("etferry parse -v 12", "etferry parse -v 12"),
+            ("etferry parse -- -ll -v3", "etferry parse -- -ll -v3"),
+        ];
+        for (given, want) in table {
+            assert_eq!(norm(given), want, "{given}");
+        }
+        let cli = Cli::try_parse_from(original_flags(
+            "etferry sync -c /etc/tq -ll /tmp/logs -v3"
+                .split(' ')
+                .map(std::ffi::OsString::from),
+        ))
+        .unwrap();
+        assert_eq!(cli.global.verbose, 3);
+        assert_eq!(
+            cli.global.log_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/logs"))
+        );
+        assert!(matches!(cli.command, Command::Sync(_)));
+    }
 }

@@ -21,3 +21,4 @@ pub mod safe_name;
 pub mod secret;
 pub mod sinks;
 pub mod store;
+pub mod sync;

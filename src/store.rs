@@ -19,6 +19,20 @@ use crate::sinks::{ExportItem, ExportOutcome};
 /// Bumped when the schema changes; an older store is refused rather than misread.
 pub const SCHEMA_VERSION: i64 = 2;
 
+/// Added to schema 2 without a version bump (an additive table older code never reads), so it
+/// is also created in a store of that version written before it existed.
+const DOWNLOADS_TABLE: &str = r#"
+-- `etferry sync`: where each stored version was downloaded from (URL with any oinkcode redacted),
+-- the md5 of the download and when; written in the transaction that stores the version
+CREATE TABLE IF NOT EXISTS downloads (
+    bundle TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    url TEXT NOT NULL,
+    md5 TEXT,
+    downloaded_at TEXT NOT NULL
+);
+"#;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
@@ -234,6 +248,18 @@ pub struct StoreBatch<'a> {
     /// Set for a bare archive: recorded as the source's last accepted archive, in the same
     /// transaction.
     pub archive: Option<ArchiveImport>,
+    /// Set for a `sync` download: recorded as the provenance of the source's rules.
+    pub download: Option<Provenance>,
+}
+
+/// Where a `sync` download came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    /// The upstream URL, any oinkcode redacted.
+    pub url: String,
+    /// md5 of the archive (none for a source of several plain files).
+    pub md5: Option<String>,
+    pub downloaded_at: DateTime<Utc>,
 }
 
 /// The last bare archive accepted for a source (replay protection without a manifest).
@@ -339,11 +365,13 @@ impl Store {
                 // One transaction: a new store gets its whole schema or none of it (and one
                 // sync instead of one per table).
                 conn.execute_batch(&format!(
-                    "BEGIN;\n{SCHEMA}\nINSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});\nCOMMIT;"
+                    "BEGIN;\n{SCHEMA}\n{DOWNLOADS_TABLE}\nINSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});\nCOMMIT;"
                 ))
                 .with_context(ctx)?;
             }
-            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) if v == SCHEMA_VERSION => {
+                conn.execute_batch(DOWNLOADS_TABLE).with_context(ctx)?;
+            }
             Some(v) => anyhow::bail!(
                 "store {} has schema version {v}; this etferry understands version {SCHEMA_VERSION}. \
                  Move it aside and ingest the latest bundle of each source again (a new store \
@@ -512,6 +540,24 @@ impl Store {
                         sha256: r.get(1)?,
                         bundle: r.get(2)?,
                         file: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Where the version stored as `bundle` was downloaded from, when `sync` downloaded it.
+    pub fn download(&self, bundle: &str) -> anyhow::Result<Option<Provenance>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT url, md5, downloaded_at FROM downloads WHERE bundle = ?1",
+                [bundle],
+                |r| {
+                    Ok(Provenance {
+                        url: r.get(0)?,
+                        md5: r.get(1)?,
+                        downloaded_at: parse_time(&r.get::<_, String>(2)?),
                     })
                 },
             )
@@ -770,6 +816,19 @@ impl Store {
                         a.bundle,
                         a.file,
                         now
+                    ],
+                )?;
+            }
+            if let Some(d) = &b.download {
+                tx.execute(
+                    "INSERT OR REPLACE INTO downloads (bundle, source, url, md5, downloaded_at)
+                     VALUES (?2, ?1, ?3, ?4, ?5)",
+                    params![
+                        b.source,
+                        b.bundle,
+                        d.url,
+                        d.md5,
+                        d.downloaded_at.to_rfc3339()
                     ],
                 )?;
             }

@@ -13,8 +13,15 @@ fn mode(p: &std::path::Path) -> u32 {
 }
 
 fn run_init(args: &[&str], out: &Path, input: &[u8]) -> (Option<i32>, String, String) {
+    // These tests set up DMZ and air-gapped hosts; the connected branch is tests/sync_init.rs.
+    let connected: &[&str] = if args.iter().any(|a| a.starts_with("--role") || a.starts_with("--connected")) {
+        &[]
+    } else {
+        &["--connected", "false"]
+    };
     let mut child = Command::new(BIN)
         .arg("init")
+        .args(connected)
         .args(args)
         .arg("--out")
         .arg(out)
@@ -364,6 +371,8 @@ fn config_check_names_file_and_key_of_a_bad_value() {
     let o = Command::new(BIN)
         .args([
             "init",
+            "--connected",
+            "false",
             "--non-interactive",
             "--host",
             "https://tq.example.org",

@@ -32,6 +32,8 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "etferry-watch.service",
         "etferry-fetch.service",
         "etferry-fetch.timer",
+        "etferry-sync.service",
+        "etferry-sync.timer",
     ] {
         // Point ExecStart at the binary just built, so the check covers the command line too.
         let text = std::fs::read_to_string(scripts().join(unit)).unwrap();
@@ -45,6 +47,8 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "etferry-watch.service",
         "etferry-fetch.service",
         "etferry-fetch.timer",
+        "etferry-sync.service",
+        "etferry-sync.timer",
     ] {
         let out = Command::new("systemd-analyze")
             .args(["verify", "--man=no"])
@@ -86,6 +90,29 @@ fn units_are_hardened_and_systemd_creates_their_directories() {
 }
 
 #[test]
+fn sync_unit_is_hardened_and_its_timer_runs_every_4_hours() {
+    let text = std::fs::read_to_string(scripts().join("etferry-sync.service")).unwrap();
+    for key in [
+        "User=etferry",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "StateDirectory=etferry",
+        "LogsDirectory=etferry",
+        "ConfigurationDirectory=etferry",
+        "SuccessExitStatus=75",
+        "sync -c /etc/etferry/etferry.yaml",
+    ] {
+        assert!(text.contains(key), "missing {key}");
+    }
+    let timer = std::fs::read_to_string(scripts().join("etferry-sync.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=00/4:00") && timer.contains("RandomizedDelaySec="));
+    assert!(timer.contains("Unit=etferry-sync.service"));
+    // The cron line is the original's with only the program name changed.
+    let cron = std::fs::read_to_string(scripts().join("crontab.example")).unwrap();
+    assert!(cron.contains("etferry sync -c /etc/etferry/ -ll /var/log/etferry/ -v 3"));
+}
+
+#[test]
 fn completions_and_man_page_cover_every_subcommand() {
     let out = Command::new(BIN)
         .args(["completions", "bash"])
@@ -97,7 +124,7 @@ fn completions_and_man_page_cover_every_subcommand() {
     assert!(man.status.success());
     let man = String::from_utf8(man.stdout).unwrap();
     for sub in [
-        "fetch", "verify", "watch", "ingest", "status", "report", "rules", "keygen",
+        "sync", "fetch", "verify", "watch", "ingest", "status", "report", "rules", "keygen",
     ] {
         assert!(bash.contains(sub), "completions lack {sub}");
         assert!(man.contains(sub), "man page lacks {sub}");

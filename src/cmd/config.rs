@@ -19,9 +19,10 @@ pub struct Args {
     /// What to do: `check`
     #[arg(value_parser = ["check"])]
     pub action: String,
-    /// Config file (default: -c, else $ETFERRY_CONFIG, ./config or /etc/etferry: its fetch.yaml and watch.yaml)
+    /// Config file (default: -c, else $ETFERRY_CONFIG, ./config or /etc/etferry: its fetch.yaml, watch.yaml and etferry.yaml)
     pub file: Option<PathBuf>,
-    /// Also test the connections: ThreatQ login (watch.yaml), upstream URLs (fetch.yaml)
+    /// Also test the connections: ThreatQ login (watch.yaml), upstream URLs (fetch.yaml), both
+    /// (etferry.yaml)
     #[arg(long)]
     pub online: bool,
 }
@@ -31,6 +32,8 @@ pub struct Args {
 enum Role {
     Fetch,
     Watch,
+    /// etferry.yaml of `sync`: both parts.
+    Sync,
 }
 
 fn role_of(path: &Path) -> anyhow::Result<Role> {
@@ -40,6 +43,9 @@ fn role_of(path: &Path) -> anyhow::Result<Role> {
     }
     if name.contains("watch") {
         return Ok(Role::Watch);
+    }
+    if crate::sync::config::is_sync_config(path) {
+        return Ok(Role::Sync);
     }
     // Otherwise look at the keys: only fetch.yaml has `sources`, only watch.yaml has `inbox`.
     let text = std::fs::read_to_string(path)
@@ -94,6 +100,31 @@ fn check(path: &Path, online: bool) -> anyhow::Result<Exit> {
             );
             if online {
                 return Ok(online_watch(path, &cfg));
+            }
+        }
+        // SyncConfig::load warns about a world-readable file itself.
+        Role::Sync => {
+            let cfg = crate::sync::SyncConfig::load(path)?;
+            let sinks = cfg.watch.sinks.names();
+            println!(
+                "{}: OK (etferry.yaml, {} source(s), sinks: {}{})",
+                path.display(),
+                cfg.fetch.sources.len(),
+                if sinks.is_empty() {
+                    "store only".to_string()
+                } else {
+                    sinks.join(", ")
+                },
+                if cfg.publish {
+                    ", publishes signed bundles"
+                } else {
+                    ""
+                }
+            );
+            if online {
+                // The upstream URLs as fetch.yaml's check does, then the ThreatQ login.
+                let up = online_fetch(path, &cfg.fetch)?;
+                return Ok(up.worst(online_watch(path, &cfg.watch)));
             }
         }
     }
@@ -250,7 +281,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
                 vec![c.clone()]
             } else {
                 // A directory (or where one should be): the role files it holds.
-                ["fetch.yaml", "watch.yaml"]
+                ["fetch.yaml", "watch.yaml", "etferry.yaml"]
                     .iter()
                     .map(|n| c.join(n))
                     .filter(|p| p.exists())
@@ -261,7 +292,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let files: Vec<PathBuf> = files.iter().map(|f| crate::config::absolute(f)).collect();
     if files.is_empty() {
         return Err(usage(format!(
-            "no fetch.yaml or watch.yaml in {}; give one: etferry config check FILE",
+            "no fetch.yaml, watch.yaml or etferry.yaml in {}; give one: etferry config check FILE",
             c.display()
         )));
     }

@@ -3,11 +3,9 @@
 //! `etferry export rules_file|stix [--dry-run]`: rewrite that file from the whole store now.
 
 use crate::cli::Global;
-use crate::config::locate;
 use crate::exit::{usage, Exit};
 use crate::fsutil::RunLock;
 use crate::ingest::pipeline::lock_path;
-use crate::ingest::WatchConfig;
 use crate::sinks::threatq::{plan, ThreatQSink};
 use crate::sinks::{ExportOutcome, Sink};
 use crate::store::Store;
@@ -33,8 +31,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             args.sink
         )));
     }
-    let path = locate(g.config.as_deref(), "watch.yaml")?;
-    let cfg = WatchConfig::load(&path)?;
+    // A watch.yaml, or the etferry.yaml of `sync`: both write the same store.
+    let (path, cfg) = crate::sync::config::store_config(g.config.as_deref())?;
     if args.sink != "threatq" {
         return super::export_files::run(&args.sink, args.dry_run, &cfg, &path);
     }

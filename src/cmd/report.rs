@@ -3,7 +3,6 @@
 use crate::cli::Global;
 use crate::exit::{usage, Exit};
 use crate::ingest::diff::{Entry, Report};
-use crate::ingest::WatchConfig;
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -23,8 +22,8 @@ pub struct Args {
 
 /// Print the change report of a bundle, or of every bundle of the last run.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
-    let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
-    let cfg = WatchConfig::load(&path)?;
+    // A watch.yaml, or the etferry.yaml of `sync`: both write the same store.
+    let (_, cfg) = crate::sync::config::store_config(g.config.as_deref())?;
     let store = Store::open(&cfg.store)?;
     let rows = match &args.bundle {
         Some(b) => {

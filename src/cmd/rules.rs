@@ -7,7 +7,6 @@ use serde_json::json;
 use crate::cli::Global;
 use crate::exit::{usage, Exit};
 use crate::ingest::config::STATUSES;
-use crate::ingest::WatchConfig;
 use crate::store::{Store, TextRef};
 
 #[derive(Debug, clap::Args)]
@@ -29,8 +28,8 @@ pub struct Args {
 /// List matching rules with their class and configured status.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     use std::io::Write;
-    let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
-    let cfg = WatchConfig::load(&path)?;
+    // A watch.yaml, or the etferry.yaml of `sync`: both write the same store.
+    let (_, cfg) = crate::sync::config::store_config(g.config.as_deref())?;
     // Case-insensitive, like init's answers: `--status inactive` means Inactive.
     let status_filter = match &args.status {
         Some(s) => Some(

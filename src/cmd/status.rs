@@ -6,7 +6,6 @@ use serde_json::json;
 
 use crate::cli::Global;
 use crate::exit::Exit;
-use crate::ingest::WatchConfig;
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -18,8 +17,8 @@ pub struct Args {
 
 /// Print the state of every source in the store.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
-    let path = crate::config::locate(g.config.as_deref(), "watch.yaml")?;
-    let cfg = WatchConfig::load(&path)?;
+    // A watch.yaml, or the etferry.yaml of `sync`: both write the same store.
+    let (_, cfg) = crate::sync::config::store_config(g.config.as_deref())?;
     let store = Store::open(&cfg.store)?;
     let policy = cfg.export_policy();
     let sinks = cfg.sinks.names();
@@ -55,7 +54,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         }
         // An auditor must see whether the source's current rules came from a signed bundle.
         let archive = store.archive_import(&s.name)?;
+        let download = store.download(&s.last_bundle)?;
         let origin = match &archive {
+            _ if download.is_some() => crate::ingest::diff::ORIGIN_DOWNLOAD.to_string(),
             Some(a) if a.bundle == s.last_bundle => crate::ingest::diff::ORIGIN_ARCHIVE.to_string(),
             // The last bundle's report says whether it was signed (a heartbeat has none).
             _ => store
@@ -79,6 +80,11 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
                 "sha256": a.sha256,
                 "version_at": a.version_at.to_rfc3339(),
                 "bundle": a.bundle,
+            })),
+            "last_download": download.as_ref().map(|d| json!({
+                "url": d.url,
+                "md5": d.md5,
+                "downloaded_at": d.downloaded_at.to_rfc3339(),
             })),
             "rules": rules,
             "standard": standard,
@@ -130,12 +136,16 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             );
         }
         for h in &held {
-            println!(
-                "HELD {}: {} (release with `etferry ingest --approve {}`)",
-                h.id,
-                h.reason.as_deref().unwrap_or(""),
-                h.id
-            );
+            let reason = h.reason.as_deref().unwrap_or("");
+            // A download of `sync` says itself how it is released (by source name).
+            if reason.contains("etferry sync --approve") {
+                println!("HELD {}: {reason}", h.id);
+            } else {
+                println!(
+                    "HELD {}: {reason} (release with `etferry ingest --approve {}`)",
+                    h.id, h.id
+                );
+            }
         }
         for w in &warnings {
             println!("WARNING {w}");

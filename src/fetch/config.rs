@@ -198,7 +198,7 @@ impl FetchConfig {
         Self::from_file(path, f)
     }
 
-    fn from_file(path: &Path, f: FetchFile) -> anyhow::Result<FetchConfig> {
+    pub(crate) fn from_file(path: &Path, f: FetchFile) -> anyhow::Result<FetchConfig> {
         let base = base_dir(path);
         let bad = |key: String, what: String| {
             usage(format!("config {}, key `{key}`: {what}", path.display()))

@@ -49,7 +49,7 @@ pub fn run(cfg: &FetchConfig, opts: RunOptions) -> anyhow::Result<RunReport> {
         let ctx = Ctx {
             cfg,
             http: &http,
-            key: &key,
+            key: Some(&key),
             state: &state,
             now: Utc::now(),
             opts,
@@ -76,17 +76,19 @@ pub fn run(cfg: &FetchConfig, opts: RunOptions) -> anyhow::Result<RunReport> {
     Ok(report)
 }
 
-struct Ctx<'a> {
-    cfg: &'a FetchConfig,
-    http: &'a Http,
-    key: &'a SigningKey,
-    state: &'a StateDir,
-    now: DateTime<Utc>,
-    opts: RunOptions,
+/// One source's run: change detection, download and gate (shared with `sync`), then publishing.
+pub(crate) struct Ctx<'a> {
+    pub cfg: &'a FetchConfig,
+    pub http: &'a Http,
+    /// `None` for a `sync` without `publish:`: nothing is signed.
+    pub key: Option<&'a SigningKey>,
+    pub state: &'a StateDir,
+    pub now: DateTime<Utc>,
+    pub opts: RunOptions,
 }
 
 /// A source-level failure with its message (secrets are masked before it reaches the report).
-struct Fail(String);
+pub(crate) struct Fail(pub String);
 
 impl From<HttpError> for Fail {
     fn from(e: HttpError) -> Self {
@@ -100,8 +102,9 @@ impl From<anyhow::Error> for Fail {
     }
 }
 
-/// The result of change detection and download.
-enum Fetched {
+/// The result of change detection and download. `st` is the source's state as it should be
+/// saved once the download has been dealt with (published, or stored by `sync`).
+pub(crate) enum Fetched {
     Unchanged {
         st: SourceState,
     },
@@ -115,9 +118,25 @@ enum Fetched {
 impl Ctx<'_> {
     fn source(&self, src: &Source) -> SourceReport {
         let mut rep = SourceReport::new(&src.name);
+        let fetched = match self.download(src, &mut rep) {
+            Some(f) => f,
+            None => return rep,
+        };
+        match self.publish(src, fetched, &mut rep) {
+            Ok(()) => rep,
+            Err(Fail(msg)) => rep.failed(msg),
+        }
+    }
+
+    /// Cool-down and `min_interval` checks, change detection, download and the verification
+    /// gate. `None` when the source is skipped, cooling down or failed (`rep` says which).
+    pub(crate) fn download(&self, src: &Source, rep: &mut SourceReport) -> Option<Fetched> {
         let st = match self.state.load(&src.name) {
             Ok(st) => st,
-            Err(e) => return rep.failed(format!("{e:#}")),
+            Err(e) => {
+                *rep = rep.clone().failed(format!("{e:#}"));
+                return None;
+            }
         };
         let st = match self.cool_down(src, st) {
             Ok(st) => st,
@@ -127,9 +146,12 @@ impl Ctx<'_> {
                     "upstream asked us to wait ({reason}); cooling down until {} (--now overrides it)",
                     until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ));
-                return rep;
+                return None;
             }
-            Err(CoolDown::Unsaved(msg)) => return rep.failed(msg),
+            Err(CoolDown::Unsaved(msg)) => {
+                *rep = rep.clone().failed(msg);
+                return None;
+            }
         };
         if !self.opts.now {
             if let Some(last) = st.last_check {
@@ -144,7 +166,7 @@ impl Ctx<'_> {
                         humantime::format_duration(self.cfg.min_interval),
                         next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     ));
-                    return rep;
+                    return None;
                 }
             }
         }
@@ -164,13 +186,12 @@ impl Ctx<'_> {
             ),
             Plan::Files(files) => self.fetch_files(src, st.clone(), files),
         };
-        let fetched = match fetched {
-            Ok(f) => f,
-            Err(Fail(msg)) => return rep.failed(msg),
-        };
-        match self.publish(src, fetched, &mut rep) {
-            Ok(()) => rep,
-            Err(Fail(msg)) => rep.failed(msg),
+        match fetched {
+            Ok(f) => Some(f),
+            Err(Fail(msg)) => {
+                *rep = rep.clone().failed(msg);
+                None
+            }
         }
     }
 
@@ -430,24 +451,18 @@ impl Ctx<'_> {
         })
     }
 
-    fn publish(&self, src: &Source, fetched: Fetched, rep: &mut SourceReport) -> Result<(), Fail> {
-        let url = match &src.plan {
-            Plan::Archive { url, .. } => url.shown().to_string(),
-            Plan::Files(files) => files
-                .first()
-                .map(|(rel, u)| u.shown().trim_end_matches(rel.as_str()).to_string())
-                .unwrap_or_default(),
-        };
-        let info = SourceInfo {
-            name: src.name.clone(),
-            ruleset: src.ruleset.clone(),
-            engine: src.engine.clone(),
-            url,
-        };
+    /// Publish a bundle (or a heartbeat when upstream is unchanged and heartbeats are on) and
+    /// save the source's state. With heartbeats off, an unchanged source only has its state saved.
+    pub(crate) fn publish(
+        &self,
+        src: &Source,
+        fetched: Fetched,
+        rep: &mut SourceReport,
+    ) -> Result<(), Fail> {
         let (mut st, payload, upstream, heartbeat) = match fetched {
             Fetched::Unchanged { mut st } => {
                 st.last_check = Some(self.now);
-                if !self.cfg.heartbeat {
+                if !self.cfg.heartbeat || self.key.is_none() {
                     self.state.save(&src.name, &st)?;
                     rep.status = Status::Unchanged;
                     return Ok(());
@@ -470,27 +485,14 @@ impl Ctx<'_> {
         };
         // Reserve the sequence before publishing: a failed publish skips it (and says so) rather
         // than ever handing the same number to two different bundles.
-        let spool_max = bundle::list_bundles(&self.cfg.spool, &src.name)?
-            .last()
-            .map(|(s, _)| *s)
-            .unwrap_or(0);
-        let seq = st.last_sequence.max(spool_max) + 1;
+        let seq = self.next_sequence(src, &st)?;
         let mut reserved = self.state.load(&src.name)?;
         reserved.last_sequence = seq;
         self.state.save(&src.name, &reserved)?;
 
-        let mut manifest = Manifest::new(info, seq, self.now, self.cfg.bundle_lifetime);
-        manifest.upstream = upstream;
-        if heartbeat {
-            manifest.unchanged_since = Some(st.last_changed.unwrap_or(self.now));
-        }
+        let unchanged_since = heartbeat.then(|| st.last_changed.unwrap_or(self.now));
         let bytes: u64 = payload.iter().map(|(_, b)| b.len() as u64).sum();
-        let dir = bundle::publish(&self.cfg.spool, manifest, &payload, self.key).map_err(|e| {
-            Fail(format!(
-                "cannot publish bundle {}: {e:#}; sequence {seq} is skipped, earlier bundles are untouched",
-                bundle::bundle_id(&src.name, seq)
-            ))
-        })?;
+        let dir = self.sign_and_publish(src, seq, upstream, unchanged_since, &payload)?;
         st.last_sequence = seq;
         st.last_check = Some(self.now);
         st.cool_down_until = None;
@@ -508,10 +510,66 @@ impl Ctx<'_> {
         rep.sequence = Some(seq);
         rep.files = payload.len();
         rep.bytes = bytes;
+        Ok(())
+    }
+
+    /// The next sequence of `src`: past both the state and the spool (a lost state file must
+    /// never hand out a number a published bundle already has).
+    pub(crate) fn next_sequence(&self, src: &Source, st: &SourceState) -> Result<u64, Fail> {
+        let spool_max = if self.key.is_some() {
+            bundle::list_bundles(&self.cfg.spool, &src.name)?
+                .last()
+                .map(|(s, _)| *s)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(st.last_sequence.max(spool_max) + 1)
+    }
+
+    /// Sign and publish bundle `seq` of `src` into the spool, then apply the retention. A
+    /// heartbeat has `unchanged_since` and no payload.
+    pub(crate) fn sign_and_publish(
+        &self,
+        src: &Source,
+        seq: u64,
+        upstream: Upstream,
+        unchanged_since: Option<DateTime<Utc>>,
+        payload: &[(String, Vec<u8>)],
+    ) -> Result<std::path::PathBuf, Fail> {
+        let Some(key) = self.key else {
+            return Err(Fail("no signing key: nothing can be published".into()));
+        };
+        let info = SourceInfo {
+            name: src.name.clone(),
+            ruleset: src.ruleset.clone(),
+            engine: src.engine.clone(),
+            url: shown_url(src),
+        };
+        let mut manifest = Manifest::new(info, seq, self.now, self.cfg.bundle_lifetime);
+        manifest.upstream = upstream;
+        manifest.unchanged_since = unchanged_since;
+        let dir = bundle::publish(&self.cfg.spool, manifest, payload, key).map_err(|e| {
+            Fail(format!(
+                "cannot publish bundle {}: {e:#}; sequence {seq} is skipped, earlier bundles are untouched",
+                bundle::bundle_id(&src.name, seq)
+            ))
+        })?;
         if let Err(e) = bundle::prune(&self.cfg.spool, &src.name, self.cfg.keep_bundles) {
             tracing::warn!("{}: retention: {e:#}", src.name);
         }
-        Ok(())
+        Ok(dir)
+    }
+}
+
+/// The source's upstream URL as manifests and reports show it (oinkcode redacted).
+pub fn shown_url(src: &Source) -> String {
+    match &src.plan {
+        Plan::Archive { url, .. } => url.shown().to_string(),
+        Plan::Files(files) => files
+            .first()
+            .map(|(rel, u)| u.shown().trim_end_matches(rel.as_str()).to_string())
+            .unwrap_or_default(),
     }
 }
 

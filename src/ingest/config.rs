@@ -229,7 +229,14 @@ fn max_total_size() -> ByteSize {
 impl WatchConfig {
     /// Read `path`, check the values, and resolve paths against the config file's directory.
     pub fn load(path: &Path) -> anyhow::Result<WatchConfig> {
-        let mut c: WatchConfig = load_role(path, "watch.yaml")?;
+        let c: WatchConfig = load_role(path, "watch.yaml")?;
+        c.resolve_and_check(path)
+    }
+
+    /// Resolve paths against `path`'s directory and check the values (also for the watch part
+    /// that `sync` builds from etferry.yaml).
+    pub(crate) fn resolve_and_check(mut self, path: &Path) -> anyhow::Result<WatchConfig> {
+        let c = &mut self;
         let base = base_dir(path);
         for p in [
             &mut c.inbox,
@@ -273,7 +280,7 @@ impl WatchConfig {
             )));
         }
         c.check_ranges(path)?;
-        Ok(c)
+        Ok(self)
     }
 
     /// Values that parse but make no sense (no members allowed, a debounce of years) are config

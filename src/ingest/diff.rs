@@ -170,12 +170,17 @@ pub struct Report {
     /// (a bare archive dropped by hand), for auditors.
     #[serde(default = "signed_bundle")]
     pub origin: String,
+    /// Where a `sync` download came from (URL redacted, md5, time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<crate::store::Provenance>,
 }
 
 /// The origin of a report from a signed bundle.
 pub const ORIGIN_BUNDLE: &str = "signed bundle";
 /// The origin of a report from a bare archive dropped by hand.
 pub const ORIGIN_ARCHIVE: &str = "unsigned archive";
+/// The origin of a report from a download of `etferry sync` (gated on the host itself).
+pub const ORIGIN_DOWNLOAD: &str = "download";
 /// The origin of a report from a bundle without a signature (`require_signature: false`).
 pub const ORIGIN_UNSIGNED_BUNDLE: &str = "unsigned bundle";
 

@@ -12,4 +12,4 @@ pub mod pipeline;
 pub mod watcher;
 
 pub use config::WatchConfig;
-pub use pipeline::{Ingestor, Options, Outcome};
+pub use pipeline::{Download, Ingestor, Options, Outcome};

@@ -24,10 +24,13 @@ use crate::safe_name::{self, escape};
 use crate::sinks::Sink;
 use crate::store::{Store, StoreBatch};
 
+mod download;
+pub use download::Download;
+
 /// Env var naming a stage at which the process aborts (test hook for the kill -9 test).
 pub const CRASH_ENV: &str = "ETFERRY_TEST_CRASH_AT";
 
-fn crash_point(stage: &str) {
+pub(crate) fn crash_point(stage: &str) {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let start = START.get_or_init(std::time::Instant::now);
     tracing::debug!(
@@ -90,6 +93,8 @@ pub struct Ingestor {
     stop: Arc<AtomicBool>,
     /// `Partial` once a sink failed in this run (its changes stay pending).
     pub export_exit: Exit,
+    /// Changes the sinks confirmed in this run (every sink counted).
+    pub exported: usize,
     _lock: RunLock,
 }
 
@@ -103,6 +108,7 @@ struct Import {
     lifetime: i64,
     origin: &'static str,
     archive: Option<crate::store::ArchiveImport>,
+    download: Option<crate::store::Provenance>,
 }
 
 enum Stop {
@@ -144,6 +150,7 @@ impl Ingestor {
             sinks,
             stop: Arc::new(AtomicBool::new(false)),
             export_exit: Exit::Ok,
+            exported: 0,
             _lock: lock,
         })
     }
@@ -402,6 +409,7 @@ impl Ingestor {
                 diff::ORIGIN_BUNDLE
             },
             archive: None,
+            download: None,
         };
         self.import_payload(id, src, &imp, files, opts)
     }
@@ -490,12 +498,21 @@ impl Ingestor {
             outcome: "stored".into(),
             held_reason: None,
             origin: imp.origin.to_string(),
+            download: imp.download.clone(),
         };
         if dry {
             report.outcome = "dry-run".into();
             report.held_reason = held;
             return Ok(Outcome::DryRun(Box::new(report)));
         }
+        // A download of `sync` is released by source name, not by a bundle path.
+        let held = match (held, &imp.download) {
+            (Some(r), Some(_)) => Some(r.replace(
+                "etferry ingest --approve BUNDLE",
+                &format!("etferry sync --approve {}", imp.source),
+            )),
+            (h, _) => h,
+        };
         if let Some(reason) = held {
             if !opts.approve {
                 let reason = format!("{id}: held by the sanity gate: {reason}");
@@ -534,6 +551,7 @@ impl Ingestor {
             payload: &files,
             indicators: p.indicators.as_deref(),
             archive: imp.archive.clone(),
+            download: imp.download.clone(),
         };
         let store = &mut self.store;
         // A full ruleset's report is several MB of JSON: it is gzipped on another core while
@@ -667,6 +685,7 @@ impl Ingestor {
                         );
                     }
                     self.store.record_export(&name, &items, &outcome)?;
+                    self.exported += outcome.confirmed.len();
                 }
                 Err(e) => {
                     exit = Exit::Partial;

@@ -5,8 +5,8 @@
 //! makes the key pair, so the written fetch.yaml passes `config check` as it is. Answers come
 //! from flags, the terminal, or line by line from standard input (scripts).
 
-mod prompt;
-mod text;
+pub(crate) mod prompt;
+pub(crate) mod text;
 
 use std::path::{Path, PathBuf};
 
@@ -98,6 +98,8 @@ pub struct Args {
     /// Replace existing config files in --out (keys are never replaced)
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub connected: super::init_connected::ConnectedArgs,
 }
 
 /// The default engine for a ruleset that needs one.
@@ -142,7 +144,7 @@ fn check_out(out: &Path, names: &[&str], force: bool) -> anyhow::Result<()> {
 }
 
 /// `--engine` as one engine for all, or `ruleset=engine` pairs.
-fn engine_flag(v: &str, ruleset: &str) -> anyhow::Result<Option<String>> {
+pub(crate) fn engine_flag(v: &str, ruleset: &str) -> anyhow::Result<Option<String>> {
     if !v.contains('=') {
         return flag(Some(v), check_engine, "engine");
     }
@@ -168,6 +170,13 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     };
     check_out(&out, early, args.force)?;
     let mut answers = Answers::for_this_process(args.non_interactive);
+    // A host that reaches the internet gets one etferry.yaml for `etferry sync` instead; a role
+    // given on the command line means a DMZ or air-gapped host.
+    if role_known.is_none() {
+        if let Some(exit) = super::init_connected::ask_connected(&args, &out, &mut answers)? {
+            return Ok(exit);
+        }
+    }
     let mut written: Vec<(PathBuf, &'static str)> = Vec::new();
 
     let watch_side = role_known != Some(Role::Fetch);

@@ -93,7 +93,7 @@ impl Answers {
         }
     }
 
-    fn ask_checked(
+    pub fn ask_checked(
         &mut self,
         question: &str,
         default: Option<&str>,

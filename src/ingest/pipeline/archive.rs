@@ -262,6 +262,7 @@ impl Ingestor {
             created_at: version.at,
             lifetime: existing.as_ref().map_or(0, |s| s.lifetime_secs),
             origin: diff::ORIGIN_ARCHIVE,
+            download: None,
             archive: Some(crate::store::ArchiveImport {
                 version_at: version.at,
                 sha256: a.sha.to_string(),
