@@ -14,7 +14,10 @@ fn mode(p: &std::path::Path) -> u32 {
 
 fn run_init(args: &[&str], out: &Path, input: &[u8]) -> (Option<i32>, String, String) {
     // These tests set up DMZ and air-gapped hosts; the connected branch is tests/sync_init.rs.
-    let connected: &[&str] = if args.iter().any(|a| a.starts_with("--role") || a.starts_with("--connected")) {
+    let connected: &[&str] = if args
+        .iter()
+        .any(|a| a.starts_with("--role") || a.starts_with("--connected"))
+    {
         &[]
     } else {
         &["--connected", "false"]

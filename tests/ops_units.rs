@@ -39,7 +39,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
         let text = std::fs::read_to_string(scripts().join(unit)).unwrap();
         std::fs::write(
             dir.path().join(unit),
-            text.replace("/usr/local/bin/etferry", BIN),
+            text.replace("/usr/bin/etferry", BIN),
         )
         .unwrap();
     }

@@ -36,7 +36,8 @@ pub(crate) fn ask_connected(
 ) -> anyhow::Result<Option<Exit>> {
     let connected = match args.connected.connected {
         Some(b) => b,
-        None => answers.ask("Does this host reach the internet (yes: etferry sync on this host; no: air-gapped)",
+        None => answers.ask(
+            "Does this host reach the internet (yes: etferry sync on this host; no: air-gapped)",
             Some("yes"),
             check_bool,
         )? == "true",
@@ -117,7 +118,9 @@ fn run(args: &Args, out: PathBuf, answers: &mut Answers) -> anyhow::Result<Exit>
         .any(|r| matches!(*r, "et-open" | "et-open-nogpl" | "et-pro"));
     // One engine for every ruleset, or `--engine et-open=suricata-7.0.3,et-pro=snort-2.9.0`.
     let engine = match (&args.engine, needs_engine) {
-        (Some(e), _) if !e.contains('=') => check_engine(e).map_err(|m| usage(format!("--engine: {m}")))?,
+        (Some(e), _) if !e.contains('=') => {
+            check_engine(e).map_err(|m| usage(format!("--engine: {m}")))?
+        }
         (Some(_), _) => String::new(),
         (None, true) => answers.ask("Engine", Some("suricata-7.0.3"), check_engine)?,
         (None, false) => String::new(),
@@ -131,19 +134,11 @@ fn run(args: &Args, out: PathBuf, answers: &mut Answers) -> anyhow::Result<Exit>
     };
     let include_non_standard = match args.include_non_standard {
         Some(b) => b,
-        None => {
-            answers.ask("Include Non-Standard Rules",
-                Some("no"),
-                check_bool,
-            )? == "true"
-        }
+        None => answers.ask("Include Non-Standard Rules", Some("no"), check_bool)? == "true",
     };
     let standard_status = match flag_or(&args.standard_status, check_status, "standard-status")? {
         Some(s) => s,
-        None => answers.ask("Standard Rule Status",
-            Some("Active"),
-            check_status,
-        )?,
+        None => answers.ask("Standard Rule Status", Some("Active"), check_status)?,
     };
     let non_standard_status = match flag_or(
         &args.non_standard_status,
@@ -151,10 +146,7 @@ fn run(args: &Args, out: PathBuf, answers: &mut Answers) -> anyhow::Result<Exit>
         "non-standard-status",
     )? {
         Some(s) => s,
-        None => answers.ask("Non-Standard Rule Status",
-            Some("Inactive"),
-            check_status,
-        )?,
+        None => answers.ask("Non-Standard Rule Status", Some("Inactive"), check_status)?,
     };
 
     let out = &out;
