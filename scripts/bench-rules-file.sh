@@ -92,9 +92,9 @@ printf 'ignore:\n  - "*deleted.rules"\n' >"$TMP/su/update.yaml"
 run() {
     local label=$1
     shift
-    if ! /usr/bin/time -f "%e %M" -o "$TMP/t" "$@" >"$TMP/out" 2>&1; then
+    if ! /usr/bin/time -f "%e %M" -o "$TMP/t" "$@" >"$TMP/log" 2>&1; then
         echo "$label failed:" >&2
-        cat "$TMP/out" "$TMP/t" >&2
+        cat "$TMP/log" "$TMP/t" >&2
         exit 1
     fi
     cat "$TMP/t" >>"$TMP/time-$label"
@@ -103,14 +103,14 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 for r in $(seq 1 "$RUNS"); do
     run etf "$BIN" -c "$TMP/cfg/watch.yaml" export rules_file
-    [ "$r" = 1 ] && { echo "-- etferry:"; cat "$TMP/out"; }
+    [ "$r" = 1 ] && { echo "-- etferry:"; cat "$TMP/log"; }
     rm -rf "$TMP/su/out"
     # PATH holds only the venv, so no installed Suricata changes suricata-update's output.
     run su env PATH="$VENV/bin" "$VENV/bin/suricata-update" -c "$TMP/su/update.yaml" -D "$TMP/su/data" \
         --url "$URL" --offline --no-test --no-reload -o "$TMP/su/out" --sid-msg-map "$TMP/su/out/sid-msg.map" \
         --disable-conf "$TMP/cfg/disable.conf" --enable-conf "$TMP/cfg/enable.conf" \
         --drop-conf "$TMP/cfg/drop.conf" --modify-conf "$TMP/cfg/modify.conf"
-    [ "$r" = 1 ] && { echo "-- suricata-update:"; grep -E "Disabled|Enabled|Modified|Dropped|Writing rules" "$TMP/out" || true; }
+    [ "$r" = 1 ] && { echo "-- suricata-update:"; grep -E "Disabled|Enabled|Modified|Dropped|Writing rules" "$TMP/log" || true; }
 done
 
 if cmp -s "$TMP/out/suricata.rules" "$TMP/su/out/suricata.rules"; then

@@ -189,17 +189,27 @@ pub fn parse(buf: &str, group: Option<Arc<str>>) -> Result<Option<SuRule>, Strin
         raw,
         group,
     };
-    let mut options: Vec<char> = options_str.chars().collect();
+    // `options` is `all[start..end]`; Python re-slices and strips the string after each option,
+    // which here is moving the two ends (a copy per option made long rules quadratic).
+    let all: Vec<char> = options_str.chars().collect();
+    let (mut start, mut end) = (0usize, all.len());
     let mut have_sid = false;
-    while !options.is_empty() {
-        let index = find_opt_end(&options)?;
+    while start < end {
+        let options = &all[start..end];
+        let index = find_opt_end(options)?;
         if index < 0 {
             return Err("no end of option".into());
         }
         let index = index as usize;
         let option: String = options[..index.min(options.len())].iter().collect();
         let option = py_strip(&option);
-        let after: String = options[(index + 1).min(options.len())..].iter().collect();
+        start = (start + index + 1).min(end);
+        while start < end && py_space(all[start]) {
+            start += 1;
+        }
+        while end > start && py_space(all[end - 1]) {
+            end -= 1;
+        }
         let (name, val) = match option.split_once(':') {
             Some((n, v)) => (py_strip(n), Some(py_strip(v))),
             None => (option, None),
@@ -243,7 +253,6 @@ pub fn parse(buf: &str, group: Option<Arc<str>>) -> Result<Option<SuRule>, Strin
             "classtype" => r.classtype = val.map(str::to_string),
             _ => {}
         }
-        options = py_strip(&after).chars().collect();
     }
     if !have_sid || r.sid == 0 {
         return Err("Sid cannot be of type null".into());
