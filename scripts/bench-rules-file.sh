@@ -92,9 +92,9 @@ printf 'ignore:\n  - "*deleted.rules"\n' >"$TMP/su/update.yaml"
 run() {
     local label=$1
     shift
-    if ! /usr/bin/time -f "%e %M" -o "$TMP/t" "$@" >"$TMP/out" 2>&1; then
+    if ! /usr/bin/time -f "%e %M %U %S" -o "$TMP/t" "$@" >"$TMP/log" 2>&1; then
         echo "$label failed:" >&2
-        cat "$TMP/out" "$TMP/t" >&2
+        cat "$TMP/log" "$TMP/t" >&2
         exit 1
     fi
     cat "$TMP/t" >>"$TMP/time-$label"
@@ -103,14 +103,14 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 for r in $(seq 1 "$RUNS"); do
     run etf "$BIN" -c "$TMP/cfg/watch.yaml" export rules_file
-    [ "$r" = 1 ] && { echo "-- etferry:"; cat "$TMP/out"; }
+    [ "$r" = 1 ] && { echo "-- etferry:"; cat "$TMP/log"; }
     rm -rf "$TMP/su/out"
     # PATH holds only the venv, so no installed Suricata changes suricata-update's output.
     run su env PATH="$VENV/bin" "$VENV/bin/suricata-update" -c "$TMP/su/update.yaml" -D "$TMP/su/data" \
         --url "$URL" --offline --no-test --no-reload -o "$TMP/su/out" --sid-msg-map "$TMP/su/out/sid-msg.map" \
         --disable-conf "$TMP/cfg/disable.conf" --enable-conf "$TMP/cfg/enable.conf" \
         --drop-conf "$TMP/cfg/drop.conf" --modify-conf "$TMP/cfg/modify.conf"
-    [ "$r" = 1 ] && { echo "-- suricata-update:"; grep -E "Disabled|Enabled|Modified|Dropped|Writing rules" "$TMP/out" || true; }
+    [ "$r" = 1 ] && { echo "-- suricata-update:"; grep -E "Disabled|Enabled|Modified|Dropped|Writing rules" "$TMP/log" || true; }
 done
 
 if cmp -s "$TMP/out/suricata.rules" "$TMP/su/out/suricata.rules"; then
@@ -122,10 +122,13 @@ fi
 
 wall() { cut -d' ' -f1 "$TMP/time-$1" | median; }
 rss() { cut -d' ' -f2 "$TMP/time-$1" | median; }
+# CPU seconds (user + system): what the process itself costs on a busy, shared machine.
+cpu() { awk '{print $3 + $4}' "$TMP/time-$1" | median; }
 echo
 echo "== results (median of $RUNS runs; peak RSS in MiB)"
-printf "%-58s %9s %10s\n" "process" "wall s" "peak RSS"
-printf "%-58s %9s %10.1f\n" "etferry export rules_file (full ET Open 5.0, policy)" "$(wall etf)" "$(echo "$(rss etf) / 1024" | bc -l)"
-printf "%-58s %9s %10.1f\n" "suricata-update 1.3 --offline, same archive and policy" "$(wall su)" "$(echo "$(rss su) / 1024" | bc -l)"
+printf "%-58s %9s %9s %10s\n" "process" "wall s" "CPU s" "peak RSS"
+printf "%-58s %9s %9s %10.1f\n" "etferry export rules_file (full ET Open 5.0, policy)" "$(wall etf)" "$(cpu etf)" "$(echo "$(rss etf) / 1024" | bc -l)"
+printf "%-58s %9s %9s %10.1f\n" "suricata-update 1.3 --offline, same archive and policy" "$(wall su)" "$(cpu su)" "$(echo "$(rss su) / 1024" | bc -l)"
 echo
-echo "speed: suricata-update / etferry = $(echo "scale=1; $(wall su) / $(wall etf)" | bc -l)x"
+echo "speed: suricata-update / etferry = $(echo "scale=1; $(wall su) / $(wall etf)" | bc -l)x wall," \
+    "$(echo "scale=1; $(cpu su) / $(cpu etf)" | bc -l)x CPU (load average: $(cut -d' ' -f1 /proc/loadavg))"

@@ -403,3 +403,42 @@ fn a_changed_policy_file_rewrites_the_file_on_the_next_run() {
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
 }
+
+#[test]
+fn rules_file_equals_suricata_update_on_the_2017_et_open_archive() {
+    let Some(tool) = suricata_update() else {
+        return;
+    };
+    let o = setup("");
+    let archive = read("et-open-suricata-1.3-enhanced-2017-03-10/emerging.rules.tar.gz");
+    let b = o.env.bundle(
+        "et-open-suricata-1.3",
+        1,
+        &[("emerging.rules.tar.gz".into(), archive.clone())],
+    );
+    let r = o.env.ingest(&b);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let ours = std::fs::read_to_string(o.env.path("out/suricata.rules")).unwrap();
+    let (su_out, _) = run_suricata_update(&tool, &archive, &o.conf, &o.env.path("su"));
+    let theirs = std::fs::read_to_string(su_out.join("suricata.rules")).unwrap();
+    let (oe, od) = split(&ours);
+    let (te, td) = split(&theirs);
+    let differences = oe.symmetric_difference(&te).count() + od.symmetric_difference(&td).count();
+    println!(
+        "ORACLE ET Open 2017 (suricata-1.3-enhanced): etferry {} enabled / {} disabled; \
+         suricata-update {} enabled / {} disabled; differences {differences}; byte-identical: {}",
+        oe.len(),
+        od.len(),
+        te.len(),
+        td.len(),
+        ours == theirs
+    );
+    let firsts: Vec<String> = oe
+        .symmetric_difference(&te)
+        .chain(od.symmetric_difference(&td))
+        .take(5)
+        .map(|l| l.chars().take(160).collect())
+        .collect();
+    assert_eq!(differences, 0, "{firsts:#?}");
+    assert!(oe.len() > 15_000, "{}", oe.len());
+}

@@ -95,7 +95,7 @@ pub fn py_int(s: &str) -> Option<i64> {
 }
 
 /// Python indexing of `s[k]` (negative counts from the end); `None` for an IndexError.
-fn py_at(s: &[char], k: isize) -> Option<char> {
+fn py_at<T: Copy>(s: &[T], k: isize) -> Option<T> {
     let n = s.len() as isize;
     let k = if k < 0 { k + n } else { k };
     (0..n).contains(&k).then(|| s[k as usize])
@@ -104,17 +104,19 @@ fn py_at(s: &[char], k: isize) -> Option<char> {
 /// `find_opt_end`: the index of the `;` that ends the first option, skipping `\;`. Its
 /// quirks (the escape skip moves two characters at a time; a missing `;` reads backwards) are
 /// kept, since they decide which rules suricata-update drops.
-fn find_opt_end(o: &[char]) -> Result<isize, String> {
+/// Generic over bytes (ASCII text) and chars (Python indexes by character).
+fn find_opt_end<T: Copy + PartialEq + From<u8>>(o: &[T]) -> Result<isize, String> {
+    let (semi, backslash) = (T::from(b';'), T::from(b'\\'));
     let mut offset: isize = 0;
     loop {
         let from = (offset.max(0) as usize).min(o.len());
         let i = o[from..]
             .iter()
-            .position(|&c| c == ';')
+            .position(|&c| c == semi)
             .map(|p| p as isize)
             .unwrap_or(-1);
         match py_at(o, offset + i - 1) {
-            Some('\\') => offset += 2,
+            Some(c) if c == backslash => offset += 2,
             Some(_) => return Ok(offset + i),
             None => return Err("string index out of range".into()),
         }
@@ -189,17 +191,49 @@ pub fn parse(buf: &str, group: Option<Arc<str>>) -> Result<Option<SuRule>, Strin
         raw,
         group,
     };
-    let mut options: Vec<char> = options_str.chars().collect();
+    // `options` is `[start..end]` of the options text, counted in characters as Python does;
+    // Python re-slices and strips the string after each option, which here is moving the two
+    // ends. ASCII text (every ET rule) is walked as bytes, other text as chars with their byte
+    // offsets, so that no option is copied.
+    let ascii = options_str.is_ascii();
+    let chars: Vec<char> = if ascii {
+        Vec::new()
+    } else {
+        options_str.chars().collect()
+    };
+    let offsets: Vec<usize> = if ascii {
+        Vec::new()
+    } else {
+        options_str
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain([options_str.len()])
+            .collect()
+    };
+    let bytes = options_str.as_bytes();
+    let count = if ascii { bytes.len() } else { chars.len() };
+    let at = |k: usize| if ascii { bytes[k] as char } else { chars[k] };
+    let byte = |k: usize| if ascii { k } else { offsets[k] };
+    let (mut start, mut end) = (0usize, count);
     let mut have_sid = false;
-    while !options.is_empty() {
-        let index = find_opt_end(&options)?;
+    while start < end {
+        let index = if ascii {
+            find_opt_end(&bytes[start..end])?
+        } else {
+            find_opt_end(&chars[start..end])?
+        };
         if index < 0 {
             return Err("no end of option".into());
         }
         let index = index as usize;
-        let option: String = options[..index.min(options.len())].iter().collect();
-        let option = py_strip(&option);
-        let after: String = options[(index + 1).min(options.len())..].iter().collect();
+        let option = py_strip(&options_str[byte(start)..byte(start + index.min(end - start))]);
+        start = (start + index + 1).min(end);
+        while start < end && py_space(at(start)) {
+            start += 1;
+        }
+        while end > start && py_space(at(end - 1)) {
+            end -= 1;
+        }
         let (name, val) = match option.split_once(':') {
             Some((n, v)) => (py_strip(n), Some(py_strip(v))),
             None => (option, None),
@@ -243,7 +277,6 @@ pub fn parse(buf: &str, group: Option<Arc<str>>) -> Result<Option<SuRule>, Strin
             "classtype" => r.classtype = val.map(str::to_string),
             _ => {}
         }
-        options = py_strip(&after).chars().collect();
     }
     if !have_sid || r.sid == 0 {
         return Err("Sid cannot be of type null".into());
@@ -331,6 +364,15 @@ mod tests {
         let r =
             p(r#"alert tcp any any -> any any (msg:"a\;b"; content:"x"; sid:9; rev:1;)"#).unwrap();
         assert_eq!(r.msg, r"a\;b");
+    }
+
+    #[test]
+    fn non_ascii_rules_are_read_by_character() {
+        let r =
+            p("alert tcp any any -> any any (msg:\"ünïcødé\\;x\"; content:\"é\"; sid:10; rev:1;)")
+                .unwrap();
+        assert_eq!(r.msg, "ünïcødé\\;x");
+        assert_eq!(r.sid, 10);
     }
 
     #[test]

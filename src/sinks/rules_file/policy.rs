@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use fancy_regex::Regex;
 
 use super::parse::{parse, py_int, py_strip, SuRule};
-use super::pyfmt::{fnmatch, py_regex, shlex_split, Template};
+use super::pyfmt::{fnmatch_regex, py_regex, shlex_split, Template};
 
 /// A rule matcher (`parse_rule_match`).
 #[derive(Debug, Clone)]
@@ -20,10 +20,11 @@ pub enum Matcher {
     Id(Vec<(i64, i64)>),
     /// `re:` on the rule text (without a leading `#`), case-insensitive.
     Re(Regex),
-    /// `filename:` glob on the rule's archive member path.
-    Filename(String),
+    /// `filename:` glob on the rule's archive member path (compiled once: a glob per rule and
+    /// matcher would dominate the run).
+    Filename(regex::Regex),
     /// `group:` glob on the member's base name, with or without `.rules`; a bare `*.rules` too.
-    Group(String),
+    Group(regex::Regex),
     /// `metadata:key value`, case-insensitive.
     Metadata(String, String),
 }
@@ -53,13 +54,13 @@ impl Matcher {
             }
         }
         if let Some(p) = buf.strip_prefix("filename:") {
-            return Some(Matcher::Filename(py_strip(p).to_string()));
+            return fnmatch_regex(py_strip(p)).ok().map(Matcher::Filename);
         }
         if let Some(p) = buf.strip_prefix("group:") {
-            return Some(Matcher::Group(py_strip(p).to_string()));
+            return fnmatch_regex(py_strip(p)).ok().map(Matcher::Group);
         }
         if buf.ends_with(".rules") {
-            return Some(Matcher::Group(py_strip(buf).to_string()));
+            return fnmatch_regex(py_strip(buf)).ok().map(Matcher::Group);
         }
         if let Some(p) = buf.strip_prefix("metadata:") {
             if let Some((k, v)) = py_strip(p).split_once(' ') {
@@ -77,10 +78,10 @@ impl Matcher {
             Matcher::All => true,
             Matcher::Id(ids) => ids.iter().any(|&id| id == r.id()),
             Matcher::Re(re) => re.is_match(&r.raw).unwrap_or(false),
-            Matcher::Filename(p) => r.group.as_deref().is_some_and(|g| fnmatch(g, p)),
+            Matcher::Filename(p) => r.group.as_deref().is_some_and(|g| p.is_match(g)),
             Matcher::Group(p) => r.group.as_deref().is_some_and(|g| {
                 let base = g.rsplit('/').next().unwrap_or(g);
-                fnmatch(base, p) || fnmatch(splitext(base), p)
+                p.is_match(base) || p.is_match(splitext(base))
             }),
             Matcher::Metadata(k, v) => r.metadata.iter().any(|e| {
                 // suricata-update raises on an entry without a value whose key matches; here
