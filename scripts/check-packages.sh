@@ -58,7 +58,6 @@ echo "systemd-analyze verify: clean"
 echo "# site change" >> /etc/etferry/watch.yaml
 DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$deb" >/dev/null
 grep -q "# site change" /etc/etferry/watch.yaml || fail "reinstall overwrote /etc/etferry/watch.yaml"
-dpkg-query -L etferry | sort > /tmp/etferry-deb.list
 dpkg -r etferry >/dev/null
 [ ! -e /usr/bin/etferry ] || fail "dpkg -r left /usr/bin/etferry"
 [ -d /var/lib/etferry ] || fail "dpkg -r removed the site's state"
@@ -67,10 +66,16 @@ echo "== .rpm"
 rpm -qip "$rpmf" | sed -n '1,/Summary/p'
 rpm -qlp "$rpmf" | sort > /tmp/etferry-rpm.list
 cat /tmp/etferry-rpm.list
-# Same files as the .deb, apart from where each distribution keeps licences and zsh completions.
-norm() { grep -v -e '^/usr/share/doc/' -e '^/usr/share/licenses/' -e 'zsh' | grep -E '\.[a-z0-9]+$|/etferry$' ; }
-diff <(norm < /tmp/etferry-deb.list | grep -v '/$' | sort) <(norm < /tmp/etferry-rpm.list | sort) \
+# Same files as the .deb (files only, not directories), apart from where each distribution keeps
+# docs, licences and zsh completions.
+dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' | grep -v '/$' | sort > /tmp/etferry-deb.list
+norm() { grep -v -e '^/usr/share/doc/' -e '^/usr/share/licenses/' -e 'zsh' ; }
+diff <(norm < /tmp/etferry-deb.list) <(norm < /tmp/etferry-rpm.list) \
     || fail ".deb and .rpm install different files"
+for f in /usr/bin/etferry /etc/etferry/watch.yaml /usr/lib/systemd/system/etferry-watch.service \
+         /usr/share/man/man1/etferry.1.gz /usr/share/bash-completion/completions/etferry; do
+    grep -qx "$f" /tmp/etferry-rpm.list || fail "the rpm lacks $f"
+done
 rpm -qp --configfiles "$rpmf" | grep -qx /etc/etferry/watch.yaml || fail "watch.yaml is not %config in the rpm"
 rpm -qp --qf '[%{FILENAMES} %{FILEFLAGS:fflags}\n]' "$rpmf" | grep '^/etc/etferry/watch.yaml' | grep -q n \
     || fail "watch.yaml is not %config(noreplace)"
