@@ -93,7 +93,7 @@ pub enum Command {
 pub const WORKFLOW: &str = "\
 Workflow (docs/deployment.md, docs/connected-host.md):
   connected ThreatQ host (reaches the internet):
-    etferry init                  answer yes: etferry.yaml, ThreatQ password, oinkcode in /etc/etferry
+    etferry init                  answer yes: etferry.yaml and its secrets in /etc/etferry
     etferry sync                  every 4 h (etferry-sync.timer): download, store, send to ThreatQ
   DMZ host:
     etferry init --role fetch     fetch.yaml, signing key, oinkcode in /etc/etferry
