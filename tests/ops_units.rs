@@ -37,11 +37,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
     ] {
         // Point ExecStart at the binary just built, so the check covers the command line too.
         let text = std::fs::read_to_string(scripts().join(unit)).unwrap();
-        std::fs::write(
-            dir.path().join(unit),
-            text.replace("/usr/bin/etferry", BIN),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join(unit), text.replace("/usr/bin/etferry", BIN)).unwrap();
     }
     for unit in [
         "etferry-watch.service",

@@ -50,6 +50,8 @@ pub struct Stats {
     pub logins: u64,
     pub refreshes: u64,
     pub attributes_deleted: u64,
+    pub indicator_requests: u64,
+    pub indicators_sent: u64,
 }
 
 pub(super) struct Api {

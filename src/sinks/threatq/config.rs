@@ -73,6 +73,45 @@ pub struct ThreatQConfig {
     pub timeout: Dur,
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Block-list IPs and networks as ThreatQ indicators (`POST /api/indicators/consume`), and
+    /// each block rule's signature related to the indicators its header lists.
+    #[serde(default = "yes")]
+    pub indicators: bool,
+    /// The status indicators get while a list names them (`removed_status` once none does).
+    #[serde(default = "default_indicator_status")]
+    pub indicator_status: String,
+    /// Related objects from ET metadata (threatq-api.md §2.4; off unless asked, §4 #12).
+    #[serde(default)]
+    pub relations: Relations,
+    /// The connector's row in ThreatQ (Settings → Incoming Feeds): its toggle and run reports.
+    #[serde(default)]
+    pub connector: Option<ConnectorConfig>,
+}
+
+/// `sinks.threatq.relations`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Relations {
+    /// `malware_family` → a Malware object of that name (created when missing).
+    #[serde(default)]
+    pub malware: bool,
+    /// `mitre_technique_id` → an Attack Pattern, only when ThreatQ already has it.
+    #[serde(default)]
+    pub attack_patterns: bool,
+}
+
+/// `sinks.threatq.connector`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// The row's name, looked up with `GET /api/connectors?name=…`.
+    pub name: String,
+    /// Send nothing while the row's `is_active` is off.
+    #[serde(default = "yes")]
+    pub honor_toggle: bool,
+    /// After a successful export, write `last_import_at` / `last_import_count` to the row.
+    #[serde(default = "yes")]
+    pub report_runs: bool,
 }
 
 /// §4 #13: bounded backoff on 429 / 5xx / timeouts.
@@ -165,6 +204,9 @@ pub(super) fn default_signature_type() -> String {
 pub(super) fn default_superseded() -> String {
     "Expired".into()
 }
+pub(super) fn default_indicator_status() -> String {
+    "Active".into()
+}
 pub(super) fn default_attempts() -> u32 {
     5
 }
@@ -254,6 +296,18 @@ impl ThreatQConfig {
                     DEFAULT_ATTRIBUTES.join(", ")
                 )));
             }
+        }
+        if self
+            .connector
+            .as_ref()
+            .is_some_and(|c| c.name.trim().is_empty())
+        {
+            return Err(usage(
+                "sinks.threatq.connector.name is empty; write the name of the row in Settings → Incoming Feeds",
+            ));
+        }
+        if self.indicator_status.trim().is_empty() {
+            return Err(usage("sinks.threatq.indicator_status is empty"));
         }
         Ok(url)
     }

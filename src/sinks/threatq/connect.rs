@@ -210,6 +210,10 @@ impl ThreatQSink {
             res,
             offered_statuses,
             notes,
+            related: std::collections::HashMap::new(),
+            related_errors: std::collections::HashMap::new(),
+            run: None,
+            warned_missing: false,
         };
         let mut needed = Vec::new();
         if cfg.rev_change == RevChange::NewSignature {

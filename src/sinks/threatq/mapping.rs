@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::config::{DisabledValue, SourceField, ThreatQConfig};
-use crate::sinks::ExportItem;
+use crate::sinks::{ExportItem, IndicatorItem};
 
 /// The name ET's catalog id has as ThreatQ `Ruleset` attribute.
 pub(super) fn ruleset_label(id: &str) -> &str {
@@ -131,6 +131,20 @@ pub(super) fn signature_body(
     o.insert("value".into(), json!(value));
     o.insert("type_id".into(), json!(res.type_for(item).0));
     o.insert("status".into(), json!({ "name": status }));
+    put_source(cfg, &mut o);
+    if let Some(p) = published_at(item) {
+        o.insert("published_at".into(), json!(p));
+    }
+    let attrs: Vec<Value> = attrs
+        .iter()
+        .map(|(n, v)| json!({"name": n, "value": v}))
+        .collect();
+    o.insert("attributes".into(), Value::Array(attrs));
+    Value::Object(o)
+}
+
+/// The configured source (and TLP) in the configured field (§4 #4).
+fn put_source(cfg: &ThreatQConfig, o: &mut serde_json::Map<String, Value>) {
     let mut source = serde_json::Map::new();
     source.insert("name".into(), json!(cfg.source_name));
     if let Some(t) = cfg.tlp {
@@ -144,13 +158,100 @@ pub(super) fn signature_body(
             o.insert("source".into(), json!(cfg.source_name));
         }
     }
-    if let Some(p) = published_at(item) {
-        o.insert("published_at".into(), json!(p));
+}
+
+// ----- related objects: the mapping as data ------------------------------------------------
+
+/// Store kind of an indicator → ThreatQ indicator type (threatq-api.md §2.4).
+pub(super) const INDICATOR_TYPES: [(&str, &str); 2] =
+    [("ip", "IP Address"), ("cidr", "CIDR Block")];
+
+/// Attribute names on an indicator: one `List` per list naming it, one `Ruleset` per ruleset.
+pub(super) const INDICATOR_LIST_ATTRIBUTE: &str = "List";
+pub(super) const INDICATOR_RULESET_ATTRIBUTE: &str = "Ruleset";
+
+/// One kind of related object taken from ET metadata. Where threatq-api.md marks the shape
+/// unknown, these are the documented generic forms (§1.5): objects made with
+/// `POST /api/{collection}/consume`, looked up with `GET /api/{collection}?value=…`, related
+/// inline as `"{collection}": [{"id": N}]` in the signature body.
+pub(super) struct Relation {
+    /// The ET metadata key whose value names the object.
+    pub meta: &'static str,
+    /// Also try this metadata key's value when the first finds nothing (lookups only).
+    pub fallback_meta: Option<&'static str>,
+    /// ThreatQ collection (`tq_mappings.object_types`), also the inline field of the body.
+    pub collection: &'static str,
+    /// Create the object when ThreatQ lacks it; else relate only an existing one (the CDF's
+    /// stated behaviour for attack patterns: the MITRE feed creates them).
+    pub create: bool,
+}
+
+pub(super) const MALWARE: Relation = Relation {
+    meta: "malware_family",
+    fallback_meta: None,
+    collection: "malware",
+    create: true,
+};
+
+pub(super) const ATTACK_PATTERN: Relation = Relation {
+    meta: "mitre_technique_name",
+    fallback_meta: Some("mitre_technique_id"),
+    collection: "attack_pattern",
+    create: false,
+};
+
+/// The value ThreatQ knows an object by, from an ET metadata value: ET writes spaces as `_`
+/// (`Exploit_Public_Facing_Application`).
+pub(super) fn object_value(meta_value: &str) -> String {
+    meta_value.trim().replace('_', " ")
+}
+
+/// The distinct metadata values of `key` in an item, in order.
+pub(super) fn meta_values<'a>(item: &'a ExportItem, key: &str) -> Vec<&'a str> {
+    let mut v: Vec<&str> = Vec::new();
+    for (k, val) in &item.metadata {
+        if k == key && !val.trim().is_empty() && !v.contains(&val.as_str()) {
+            v.push(val);
+        }
     }
-    let attrs: Vec<Value> = attrs
-        .iter()
-        .map(|(n, v)| json!({"name": n, "value": v}))
+    v
+}
+
+/// Inline `indicators: [{value, type}]` of a block rule: the IPs its header lists.
+pub(super) fn rule_indicators(item: &ExportItem) -> Option<Value> {
+    crate::ingest::payload::block_list_of(&item.file)?;
+    let list: Vec<Value> = crate::ingest::payload::header_ips(&item.text)
+        .into_iter()
+        .filter_map(|(v, kind)| Some(json!({"value": v, "type": indicator_type(kind)?})))
         .collect();
+    (!list.is_empty()).then_some(Value::Array(list))
+}
+
+pub(super) fn indicator_type(kind: &str) -> Option<&'static str> {
+    INDICATOR_TYPES
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, t)| *t)
+}
+
+/// The consume body of one block-list indicator.
+pub(super) fn indicator_body(cfg: &ThreatQConfig, it: &IndicatorItem) -> Option<Value> {
+    let ty = indicator_type(&it.kind)?;
+    let mut o = serde_json::Map::new();
+    o.insert("value".into(), json!(it.value));
+    o.insert("type".into(), json!({ "name": ty }));
+    o.insert("status".into(), json!({ "name": it.status }));
+    put_source(cfg, &mut o);
+    let mut attrs: Vec<Value> = it
+        .lists
+        .iter()
+        .map(|l| json!({"name": INDICATOR_LIST_ATTRIBUTE, "value": l}))
+        .collect();
+    attrs.extend(
+        it.rulesets
+            .iter()
+            .map(|r| json!({"name": INDICATOR_RULESET_ATTRIBUTE, "value": ruleset_label(r)})),
+    );
     o.insert("attributes".into(), Value::Array(attrs));
-    Value::Object(o)
+    Some(Value::Object(o))
 }

@@ -10,7 +10,10 @@
 mod client;
 mod config;
 mod connect;
+mod connector;
+mod indicators;
 mod mapping;
+mod related;
 mod retry;
 mod sink;
 #[cfg(test)]
@@ -20,13 +23,14 @@ use std::path::Path;
 
 pub use client::Stats;
 pub use config::{
-    DisabledValue, RetryConfig, RevChange, SourceField, ThreatQConfig, Tlp, DEFAULT_ATTRIBUTES,
+    ConnectorConfig, DisabledValue, Relations, RetryConfig, RevChange, SourceField, ThreatQConfig,
+    Tlp, DEFAULT_ATTRIBUTES,
 };
 pub use mapping::attributes_for;
 pub use retry::{classify, Verdict};
 pub use sink::{plan, Plan, ThreatQSink};
 
-use crate::sinks::{ExportItem, ExportOutcome, Sink};
+use crate::sinks::{ExportItem, ExportOutcome, IndicatorItem, Sink};
 
 /// The sink the pipeline uses: connected, with the configured statuses checked. Config errors
 /// (exit 2) stop the run; an unreachable ThreatQ does not: the bundle is still stored and its
@@ -43,20 +47,26 @@ pub fn build(
         Err(e) if crate::exit::exit_for(&e) == crate::exit::Exit::Usage => Err(e),
         Err(e) => {
             tracing::warn!("ThreatQ is not reachable: {e:#}; changes stay pending");
-            Ok(Box::new(Unreachable(format!("{e:#}"))))
+            Ok(Box::new(Unreachable(format!("{e:#}"), cfg.indicators)))
         }
     }
 }
 
 /// Stands in for a ThreatQ that could not be reached at start: every export fails, nothing is
 /// confirmed.
-struct Unreachable(String);
+struct Unreachable(String, bool);
 
 impl Sink for Unreachable {
     fn name(&self) -> &str {
         "threatq"
     }
     fn export(&mut self, _items: &[ExportItem]) -> anyhow::Result<ExportOutcome> {
+        Err(anyhow::anyhow!("ThreatQ not reachable: {}", self.0))
+    }
+    fn takes_indicators(&self) -> bool {
+        self.1
+    }
+    fn export_indicators(&mut self, _items: &[IndicatorItem]) -> anyhow::Result<ExportOutcome> {
         Err(anyhow::anyhow!("ThreatQ not reachable: {}", self.0))
     }
 }

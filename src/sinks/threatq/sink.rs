@@ -13,7 +13,7 @@ use super::client::{Api, CallError};
 use super::config::{RevChange, ThreatQConfig};
 use super::connect::id_of;
 use super::mapping::{attributes_for, signature_body, value_of, Resolved};
-use crate::sinks::{ExportItem, ExportOutcome, Sink};
+use crate::sinks::{ExportItem, ExportOutcome, IndicatorItem, Sink};
 
 /// The ThreatQ sink. Build it with [`ThreatQSink::connect`].
 pub struct ThreatQSink {
@@ -24,6 +24,14 @@ pub struct ThreatQSink {
     pub(super) offered_statuses: Vec<String>,
     /// Things about the instance an operator should know (duplicate type names).
     pub(super) notes: Vec<String>,
+    /// Related objects resolved so far: (collection, value) → id, `None` when ThreatQ has none.
+    pub(super) related: HashMap<(&'static str, String), Option<u64>>,
+    /// The run `export` began and `export_indicators` finishes (connector state, counts).
+    pub(super) run: Option<super::connector::Run>,
+    /// Related objects that could not be resolved this export: their items stay pending.
+    pub(super) related_errors: HashMap<(&'static str, String), String>,
+    /// "Connector not found" is said once per sink.
+    pub(super) warned_missing: bool,
 }
 
 /// What a dry run would send (no network).
@@ -109,9 +117,18 @@ impl ThreatQSink {
                 );
                 continue;
             };
+            if let Some(e) = self.related_error(it) {
+                fail(&mut states[i], format!("SID {}: {e}", it.sid));
+                continue;
+            }
             let attrs = attributes_for(&self.cfg, it);
             let value = value_of(&self.cfg, it.enabled, &it.text);
-            let body = signature_body(&self.cfg, &self.res, it, &value, status, &attrs);
+            let mut body = signature_body(&self.cfg, &self.res, it, &value, status, &attrs);
+            if let Some(o) = body.as_object_mut() {
+                for (field, v) in self.related_fields(it) {
+                    o.insert(field.into(), v);
+                }
+            }
             out.push(Entry {
                 item: i,
                 value,
@@ -271,7 +288,7 @@ impl ThreatQSink {
         Ok(deleted)
     }
 
-    fn pause(&self) {
+    pub(super) fn pause(&self) {
         let lo = self.cfg.batch_pause.get();
         let hi = self.cfg.batch_pause_max.get().max(lo);
         let d = if hi > lo {
@@ -285,7 +302,7 @@ impl ThreatQSink {
     }
 
     /// Run `work(i)` for i in 0..n on `concurrency` threads; stops handing out work once `stop`.
-    fn parallel(&self, n: usize, stop: &AtomicBool, work: impl Fn(usize, bool) + Sync) {
+    pub(super) fn parallel(&self, n: usize, stop: &AtomicBool, work: impl Fn(usize, bool) + Sync) {
         let next = AtomicUsize::new(0);
         let workers = self.cfg.concurrency.min(n).max(1);
         std::thread::scope(|s| {
@@ -309,15 +326,10 @@ impl ThreatQSink {
     }
 }
 
-impl Sink for ThreatQSink {
-    fn name(&self) -> &str {
-        "threatq"
-    }
-
-    fn export(&mut self, items: &[ExportItem]) -> anyhow::Result<ExportOutcome> {
-        // Each export gets its own retry budget: `watch` lives for days, and a ThreatQ that
-        // throttled one bundle's export may be fine for the next.
-        self.api.reset_breaker();
+impl ThreatQSink {
+    /// Send the rules as signatures (the connector was checked by the caller).
+    fn export_rules(&mut self, items: &[ExportItem]) -> anyhow::Result<ExportOutcome> {
+        self.resolve_related(items);
         let before = self.stats();
         let mut states: Vec<ItemState> = (0..items.len()).map(|_| ItemState::default()).collect();
         let entries = self.entries(items, &mut states);
@@ -423,6 +435,67 @@ impl Sink for ThreatQSink {
                 out.failed[0].1
             );
         }
+        Ok(out)
+    }
+}
+
+impl Sink for ThreatQSink {
+    fn name(&self) -> &str {
+        "threatq"
+    }
+
+    fn export(&mut self, items: &[ExportItem]) -> anyhow::Result<ExportOutcome> {
+        // Each export gets its own retry budget: `watch` lives for days, and a ThreatQ that
+        // throttled one bundle's export may be fine for the next.
+        self.api.reset_breaker();
+        let mut run = self.begin_run();
+        if let Some(why) = &run.paused {
+            let why = why.clone();
+            self.run = Some(run);
+            return Ok(ExportOutcome {
+                paused: Some(why),
+                ..ExportOutcome::default()
+            });
+        }
+        let out = if items.is_empty() {
+            ExportOutcome::default()
+        } else {
+            self.export_rules(items)?
+        };
+        run.note(&out);
+        if self.takes_indicators() {
+            self.run = Some(run);
+        } else {
+            self.finish_run(run);
+        }
+        Ok(out)
+    }
+
+    fn takes_indicators(&self) -> bool {
+        self.cfg.indicators
+    }
+
+    fn export_indicators(&mut self, items: &[IndicatorItem]) -> anyhow::Result<ExportOutcome> {
+        let mut run = match self.run.take() {
+            Some(r) => r,
+            None => {
+                self.api.reset_breaker();
+                self.begin_run()
+            }
+        };
+        if let Some(why) = &run.paused {
+            return Ok(ExportOutcome {
+                paused: Some(why.clone()),
+                ..ExportOutcome::default()
+            });
+        }
+        let out = if items.is_empty() {
+            ExportOutcome::default()
+        } else {
+            self.send_indicators(items)
+        };
+        run.note(&out);
+        self.finish_run(run);
         Ok(out)
     }
 }
