@@ -64,6 +64,9 @@ impl ThreatQSink {
     /// yet. A failed call leaves the value unresolved and the items naming it fail (pending).
     pub(super) fn resolve_related(&mut self, items: &[ExportItem]) {
         self.related_errors.clear();
+        // "ThreatQ has no such attack pattern" holds for one export only: under `watch` the
+        // MITRE feed may have created it since.
+        self.related.retain(|_, id| id.is_some());
         for rel in self.relations() {
             let mut todo: Vec<(String, Option<String>)> = Vec::new();
             for it in items {
