@@ -231,7 +231,7 @@ fn blockrules_bundle_lands_one_indicator_per_distinct_ip_then_only_list_changes_
 }
 
 #[test]
-fn indicators_that_threatq_rejects_stay_pending_with_exit_3_and_go_out_next_run() {
+fn indicators_threatq_does_not_confirm_stay_pending_with_exit_3_and_go_out_next_run() {
     let sim = Sim::start();
     // ThreatQ answers 500 to every consume: the bundle is stored, everything stays pending.
     let env = env_for(&sim, "");

@@ -731,8 +731,9 @@ impl Ingestor {
                                 outcome.failed[0].1
                             );
                         }
+                        // `exported` counts rule changes (the run summary's "changes sent");
+                        // indicators have their own summary line.
                         self.store.record_indicator_export(&name, &inds, &outcome)?;
-                        self.exported += outcome.confirmed.len();
                     }
                     Err(e) => {
                         exit = Exit::Partial;
