@@ -16,6 +16,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::sinks::{ExportItem, ExportOutcome};
 
+mod indicators;
+pub use indicators::IndicatorPolicy;
+
 /// Bumped when the schema changes; an older store is refused rather than misread.
 pub const SCHEMA_VERSION: i64 = 2;
 
@@ -380,6 +383,7 @@ impl Store {
             ),
         }
         Store::ensure_manifest_table(&conn).with_context(ctx)?;
+        indicators::create(&conn).with_context(ctx)?;
         Ok(Store { conn })
     }
 

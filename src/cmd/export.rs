@@ -7,7 +7,7 @@ use crate::exit::{usage, Exit};
 use crate::fsutil::RunLock;
 use crate::ingest::pipeline::lock_path;
 use crate::sinks::threatq::{plan, ThreatQSink};
-use crate::sinks::{ExportOutcome, Sink};
+use crate::sinks::Sink;
 use crate::store::Store;
 use std::path::Path;
 
@@ -46,18 +46,28 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let mut store = Store::open(&cfg.store)?;
     let policy = cfg.export_policy();
 
+    let ind_policy = cfg.indicator_policy();
     if args.dry_run {
-        let items = if args.resend_all {
-            // Every rule as a new instance would get it: pretend nothing was confirmed.
+        let (items, inds) = if args.resend_all {
+            // Every rule and indicator as a new instance would get them: pretend nothing was
+            // confirmed.
             let tx = store.conn().unchecked_transaction()?;
             tx.execute("DELETE FROM exports WHERE sink = ?1", ["threatq"])?;
+            store.forget_indicator_exports("threatq")?;
             let items = store.pending_exports("threatq", &policy)?;
+            let inds = store.pending_indicators("threatq", &ind_policy)?;
             tx.rollback()?;
-            items
+            (items, inds)
         } else {
-            store.pending_exports("threatq", &policy)?
+            (
+                store.pending_exports("threatq", &policy)?,
+                store.pending_indicators("threatq", &ind_policy)?,
+            )
         };
         print_plan(&tq, &items);
+        if tq.indicators {
+            print_indicator_plan(&tq, &inds);
+        }
         return Ok(Exit::Ok);
     }
 
@@ -65,34 +75,74 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let mut sink = ThreatQSink::connect(&tq, Path::new("."))?;
     sink.require_statuses(&policy.statuses_in_use())?;
     if args.resend_all {
-        // Forget what this instance confirmed; every current rule becomes pending again.
+        // Forget what this instance confirmed; every current rule and indicator becomes pending
+        // again.
         store
             .conn()
             .execute("DELETE FROM exports WHERE sink = ?1", ["threatq"])?;
+        store.forget_indicator_exports("threatq")?;
     }
     let items = store.pending_exports("threatq", &policy)?;
-    let started = std::time::Instant::now();
-    let out = if items.is_empty() {
-        ExportOutcome::default()
+    let inds = if sink.takes_indicators() {
+        store.pending_indicators("threatq", &ind_policy)?
     } else {
-        sink.export(&items)?
+        Vec::new()
     };
+    let started = std::time::Instant::now();
+    // Always called: it reads the connector's toggle, and indicators follow in the same run.
+    let out = sink.export(&items)?;
     store.record_export(sink.name(), &items, &out)?;
     println!(
         "{}",
         crate::sinks::summary_line(sink.name(), Some(&out), items.len(), started.elapsed())
     );
-    for (_, why) in out.failed.iter().take(10) {
+    let mut failed: Vec<String> = out.failed.iter().map(|(_, w)| w.clone()).collect();
+    let mut paused = out.paused.clone();
+    if sink.takes_indicators() {
+        let started = std::time::Instant::now();
+        let ind_out = sink.export_indicators(&inds)?;
+        store.record_indicator_export(sink.name(), &inds, &ind_out)?;
+        if !inds.is_empty() {
+            println!(
+                "{}",
+                crate::sinks::summary_of(
+                    sink.name(),
+                    "indicator",
+                    Some(&ind_out),
+                    inds.len(),
+                    started.elapsed()
+                )
+            );
+        }
+        failed.extend(ind_out.failed.iter().map(|(_, w)| w.clone()));
+        paused = paused.or(ind_out.paused);
+    }
+    store.set_sink_note(sink.name(), paused.as_deref())?;
+    for why in failed.iter().take(10) {
         println!("  failed: {why}");
     }
-    if out.failed.len() > 10 {
-        println!("  … {} more", out.failed.len() - 10);
+    if failed.len() > 10 {
+        println!("  … {} more", failed.len() - 10);
     }
-    Ok(if out.failed.is_empty() {
+    Ok(if failed.is_empty() {
         Exit::Ok
     } else {
         Exit::Partial
     })
+}
+
+/// The dry-run summary of indicators: what would go to ThreatQ.
+pub fn print_indicator_plan(
+    cfg: &crate::sinks::threatq::ThreatQConfig,
+    inds: &[crate::sinks::IndicatorItem],
+) {
+    let removed = inds.iter().filter(|i| i.removed).count();
+    println!(
+        "threatq (dry run): {} indicators would be sent in {} requests ({} new or changed, {removed} left every list)",
+        inds.len(),
+        inds.len().div_ceil(cfg.batch_size.max(1)),
+        inds.len() - removed
+    );
 }
 
 /// The dry-run summary: what would go to ThreatQ.
@@ -158,5 +208,13 @@ pub fn print_dry_run_bundle(
     );
     for (status, k) in by_status {
         println!("  {k} with status {status}");
+    }
+    if cfg.indicators && r.indicators > 0 {
+        // The indicator delta needs the stored lists of every source; after storing,
+        // `etferry export threatq --dry-run` shows it exactly.
+        println!(
+            "  its IP lists hold {} indicators; only those new to ThreatQ or gone from every list are sent",
+            r.indicators
+        );
     }
 }

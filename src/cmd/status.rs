@@ -95,6 +95,25 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             "stalled": stalled,
         }));
     }
+    // Per sink: indicators pending and why it last sent nothing on purpose (connector off).
+    let mut sink_rows = Vec::new();
+    for sink in &sinks {
+        let indicators = match (sink.as_str(), &cfg.sinks.threatq) {
+            ("threatq", Some(tq)) if tq.indicators => Some(
+                store
+                    .pending_indicators(sink, &cfg.indicator_policy())?
+                    .len(),
+            ),
+            _ => None,
+        };
+        let note = store.sink_note(sink)?;
+        sink_rows.push(json!({
+            "name": sink,
+            "pending_indicators": indicators,
+            "paused": note.as_ref().map(|(n, _)| n),
+            "paused_at": note.as_ref().map(|(_, at)| at),
+        }));
+    }
     // Held bundles of a source that has nothing stored yet still need to be seen.
     let orphans: Vec<&str> = held
         .iter()
@@ -111,6 +130,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             serde_json::to_string_pretty(&json!({
                 "sources": sources,
                 "held_without_source": orphans,
+                "sinks": sink_rows,
                 "warnings": warnings,
             }))?
         );
@@ -134,6 +154,22 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
                 s["pending_exports"],
                 s["held"].as_array().map(|a| a.len()).unwrap_or(0),
             );
+        }
+        for k in &sink_rows {
+            if let Some(n) = k["pending_indicators"].as_u64() {
+                println!(
+                    "{}: indicators pending {}",
+                    k["name"].as_str().unwrap_or(""),
+                    n
+                );
+            }
+            if let Some(why) = k["paused"].as_str() {
+                println!(
+                    "{}: PAUSED since {}: {why}; changes stay pending",
+                    k["name"].as_str().unwrap_or(""),
+                    crate::human::time_text(k["paused_at"].as_str().unwrap_or(""))
+                );
+            }
         }
         for h in &held {
             let reason = h.reason.as_deref().unwrap_or("");

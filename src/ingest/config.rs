@@ -377,4 +377,19 @@ impl WatchConfig {
             removed_status: self.removed_status.0.clone(),
         }
     }
+
+    /// Which status block-list indicators get (`sinks.threatq.indicator_status`), and
+    /// `removed_status` once an IP left every list.
+    pub fn indicator_policy(&self) -> crate::store::IndicatorPolicy {
+        crate::store::IndicatorPolicy {
+            status: self
+                .sinks
+                .threatq
+                .as_ref()
+                .map(|t| t.indicator_status.clone())
+                .unwrap_or_else(|| "Active".into()),
+            removed_status: self.removed_status.0.clone(),
+            include_non_standard: self.include_non_standard,
+        }
+    }
 }

@@ -253,6 +253,52 @@ pub fn parse_ip_list(path: &str, data: &[u8], out: &mut Vec<Indicator>, errors: 
     }
 }
 
+/// ET's IP-reputation rule files (block rules): `emerging-botcc.rules` in `blockrules/`,
+/// `botcc.rules` inside a ruleset archive. Returns the list's name (`botcc`).
+pub fn block_list_of(file: &str) -> Option<&str> {
+    const LISTS: [&str; 9] = [
+        "botcc",
+        "botcc.portgrouped",
+        "ciarmy",
+        "compromised",
+        "drop",
+        "dshield",
+        "tor",
+        "rbn",
+        "rbn-malvertisers",
+    ];
+    let name = file
+        .rsplit('/')
+        .next()
+        .unwrap_or(file)
+        .strip_suffix(".rules")?;
+    let name = name.strip_prefix("emerging-").unwrap_or(name);
+    LISTS.iter().copied().find(|l| *l == name)
+}
+
+/// The IPs and networks in a rule's header (source and destination), as (value, `ip`|`cidr`),
+/// in order, without duplicates. Variables, `any` and negations are not indicators.
+pub fn header_ips(text: &str) -> Vec<(String, &'static str)> {
+    let header = text.split('(').next().unwrap_or("");
+    let fields: Vec<&str> = header.split_whitespace().collect();
+    let mut out: Vec<(String, &'static str)> = Vec::new();
+    // action proto src sport dir dst dport
+    for f in [fields.get(2), fields.get(5)].into_iter().flatten() {
+        if f.starts_with('!') {
+            continue;
+        }
+        for v in f.trim_matches(['[', ']']).split(',') {
+            let v = v.trim();
+            if let Some(kind) = classify_ip(v) {
+                if !out.iter().any(|(x, _)| x == v) {
+                    out.push((v.to_string(), kind));
+                }
+            }
+        }
+    }
+    out
+}
+
 fn classify_ip(s: &str) -> Option<&'static str> {
     match s.split_once('/') {
         None => s.parse::<IpAddr>().ok().map(|_| "ip"),

@@ -639,15 +639,23 @@ impl Ingestor {
     }
 
     /// Send every pending change to every sink; failed items stay pending. `Partial` when a sink
-    /// failed.
+    /// failed. A sink that takes indicators gets the pending block-list indicators right after
+    /// the rules; a sink that paused on purpose (ThreatQ connector off) keeps everything pending
+    /// and is not a failure.
     pub fn export_pending(&mut self) -> anyhow::Result<Exit> {
         let policy = self.cfg.export_policy();
+        let ind_policy = self.cfg.indicator_policy();
         let mut exit = Exit::Ok;
         for sink in self.sinks.iter_mut() {
             let name = sink.name().to_string();
             let items = self.store.pending_exports(&name, &policy)?;
+            let inds = if sink.takes_indicators() {
+                self.store.pending_indicators(&name, &ind_policy)?
+            } else {
+                Vec::new()
+            };
             let started = std::time::Instant::now();
-            if items.is_empty() && !sink.whole_store() {
+            if items.is_empty() && inds.is_empty() && !sink.whole_store() {
                 println!(
                     "{}",
                     crate::sinks::summary_line(
@@ -673,8 +681,10 @@ impl Ingestor {
                     )
                 );
             }
+            let mut paused = None;
             match result {
                 Ok(outcome) => {
+                    paused = outcome.paused.clone();
                     if !outcome.failed.is_empty() {
                         exit = Exit::Partial;
                         eprintln!(
@@ -695,6 +705,47 @@ impl Ingestor {
                     );
                 }
             }
+            if sink.takes_indicators() {
+                let started = std::time::Instant::now();
+                let result = sink.export_indicators(&inds);
+                if !inds.is_empty() {
+                    println!(
+                        "{}",
+                        crate::sinks::summary_of(
+                            &name,
+                            "indicator",
+                            result.as_ref().ok(),
+                            inds.len(),
+                            started.elapsed()
+                        )
+                    );
+                }
+                match result {
+                    Ok(outcome) => {
+                        if !outcome.failed.is_empty() {
+                            exit = Exit::Partial;
+                            eprintln!(
+                                "sink {name}: {} of {} indicators failed and stay pending (first: {})",
+                                outcome.failed.len(),
+                                inds.len(),
+                                outcome.failed[0].1
+                            );
+                        }
+                        // `exported` counts rule changes (the run summary's "changes sent");
+                        // indicators have their own summary line.
+                        self.store.record_indicator_export(&name, &inds, &outcome)?;
+                    }
+                    Err(e) => {
+                        exit = Exit::Partial;
+                        eprintln!(
+                            "sink {name}: indicator export failed, {} stay pending: {e:#}",
+                            inds.len()
+                        );
+                    }
+                }
+            }
+            // `status` shows why a sink sent nothing on purpose; a normal run clears it.
+            self.store.set_sink_note(&name, paused.as_deref())?;
         }
         self.export_exit = self.export_exit.worst(exit);
         Ok(exit)

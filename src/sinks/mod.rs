@@ -50,6 +50,26 @@ pub struct ExportOutcome {
     /// revision also sends its superseded predecessor, so this can exceed the item count).
     pub requests: u64,
     pub sent: u64,
+    /// Set when the sink sent nothing on purpose (the ThreatQ connector is switched off): every
+    /// item stays pending and the run is not a failure.
+    pub paused: Option<String>,
+}
+
+/// One block-list IP or network as a sink receives it: every list and ruleset that names it now,
+/// or none when it left every list (`removed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndicatorItem {
+    /// `1.2.3.4` or `10.0.0.0/8`.
+    pub value: String,
+    /// `ip` or `cidr`.
+    pub kind: String,
+    /// List names (`botcc`, `compromised-ips`, `Spamhaus DROP Nets`), sorted.
+    pub lists: Vec<String>,
+    /// Catalog ids of the rulesets that carry it (`et-blockrules`, `et-open`), sorted.
+    pub rulesets: Vec<String>,
+    /// Status name to set: the indicator status, or `removed_status` once it left every list.
+    pub status: String,
+    pub removed: bool,
 }
 
 /// The one line a run prints per sink, with or without a terminal:
@@ -62,6 +82,25 @@ pub fn summary_line(
     items: usize,
     elapsed: std::time::Duration,
 ) -> String {
+    summary_of(sink, "signature", out, items, elapsed)
+}
+
+/// [`summary_line`] for indicators: `threatq: sent 1,873 indicators in 4 requests (…)`; a paused
+/// sink says why and how much stays pending.
+pub fn summary_of(
+    sink: &str,
+    noun: &str,
+    out: Option<&ExportOutcome>,
+    items: usize,
+    elapsed: std::time::Duration,
+) -> String {
+    if let Some(why) = out.and_then(|o| o.paused.as_deref()) {
+        return format!(
+            "{sink}: paused, {why}: sent nothing ({} {noun}{} stay pending)",
+            thousands(items as u64),
+            if items == 1 { "" } else { "s" }
+        );
+    }
     let (sent, requests, failed, pending) = match out {
         Some(o) => (o.sent, o.requests, o.failed.len(), o.failed.len()),
         None => (0, 0, 0, items),
@@ -73,7 +112,7 @@ pub fn summary_line(
         format!("{secs:.0} s")
     };
     format!(
-        "{sink}: sent {} signature{} in {} request{} ({} failed, {} pending) in {time}",
+        "{sink}: sent {} {noun}{} in {} request{} ({} failed, {} pending) in {time}",
         thousands(sent),
         if sent == 1 { "" } else { "s" },
         thousands(requests),
@@ -97,6 +136,15 @@ pub trait Sink {
     fn whole_store(&self) -> bool {
         false
     }
+    /// Whether the sink takes block-list indicators ([`Sink::export_indicators`]).
+    fn takes_indicators(&self) -> bool {
+        false
+    }
+    /// Send indicator changes; called right after [`Sink::export`] of the same run (which may
+    /// have had no rules), so a sink can treat the two as one run.
+    fn export_indicators(&mut self, _items: &[IndicatorItem]) -> anyhow::Result<ExportOutcome> {
+        Ok(ExportOutcome::default())
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +158,7 @@ mod tests {
             failed: vec![],
             requests: 50,
             sent: 24_827,
+            paused: None,
         };
         assert_eq!(
             summary_line(

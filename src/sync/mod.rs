@@ -131,6 +131,20 @@ pub fn run(cfg: &SyncConfig, opts: &Options) -> anyhow::Result<SyncReport> {
         for sink in cfg.watch.sinks.names() {
             pending_exports += run.ing.store.pending_exports(&sink, &policy)?.len();
         }
+        // Block-list indicators ThreatQ has not confirmed are pending work too.
+        if cfg
+            .watch
+            .sinks
+            .threatq
+            .as_ref()
+            .is_some_and(|t| t.indicators)
+        {
+            pending_exports += run
+                .ing
+                .store
+                .pending_indicators("threatq", &cfg.watch.indicator_policy())?
+                .len();
+        }
     }
     let mut exit = run.ing.export_exit;
     for l in &lines {

@@ -5,6 +5,15 @@
 //! Assumptions it encodes (as the reference does): `/consume` upserts keyed on a hash of the value
 //! (or, switchable, on the name, to act like an instance that updates in place), attributes are
 //! multi-valued, every answer is wrapped in `data`, and every call needs a valid bearer token.
+//!
+//! Related objects (docs/threatq.md, "Indicators and relations"): `POST /api/indicators/consume`
+//! upserts indicators keyed on (type, value) with `type` and `status` by name; a signature's inline
+//! `indicators: [{value, type}]` links (or creates) indicators; `POST /api/malware/consume`
+//! upserts malware by value; `GET /api/attack_pattern?value=` looks attack patterns up (only the
+//! test adds them, as ThreatQ's MITRE feed would); inline `malware` / `attack_pattern` relations
+//! are `[{"id"}]` of existing objects, else the item is rejected. `/api/connectors`: look-up by
+//! name, `is_active` in whatever form the test stored, `PUT /api/connectors/{id}` that takes
+//! `last_import_at` (`YYYY-MM-DD HH:MM:SS`) and `last_import_count`.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -65,6 +74,7 @@ pub enum KeyBy {
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub expires_in: Option<u64>,
+    pub indicator_types: Vec<&'static str>,
     pub types: Vec<&'static str>,
     pub statuses: Vec<&'static str>,
     /// `GET /api/signature/statuses` exists; else only `/api/objects` lists them.
@@ -76,6 +86,14 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             expires_in: Some(1800),
+            indicator_types: vec![
+                "CIDR Block",
+                "Email Address",
+                "FQDN",
+                "IP Address",
+                "MD5",
+                "URL",
+            ],
             types: vec![
                 "Bro",
                 "Custom",
@@ -131,6 +149,40 @@ pub struct Sig {
     pub attributes: Vec<Attr>,
     /// How many consume entries touched it.
     pub writes: u32,
+    /// Related indicator values, malware ids and attack pattern ids.
+    pub indicators: Vec<String>,
+    pub malware: Vec<u64>,
+    pub attack_patterns: Vec<u64>,
+}
+
+/// An indicator (`/api/indicators/consume`, or created by a signature's inline relation).
+#[derive(Debug, Clone)]
+pub struct Ind {
+    pub id: u64,
+    pub value: String,
+    pub kind: String,
+    /// Empty while only a signature's relation created it.
+    pub status: String,
+    pub sources: Vec<Value>,
+    pub attributes: Vec<Attr>,
+    pub writes: u32,
+}
+
+impl Ind {
+    pub fn attr(&self, name: &str) -> Vec<&str> {
+        self.attributes
+            .iter()
+            .filter(|a| a.name == name)
+            .map(|a| a.value.as_str())
+            .collect()
+    }
+}
+
+/// A malware or attack pattern object.
+#[derive(Debug, Clone)]
+pub struct Obj {
+    pub id: u64,
+    pub value: String,
 }
 
 impl Sig {
@@ -162,6 +214,11 @@ struct State {
     /// Every call but `/api/token` answers 401, fresh token or not.
     refuse_tokens: bool,
     next_id: u64,
+    inds: Vec<Ind>,
+    malware: Vec<Obj>,
+    attack_patterns: Vec<Obj>,
+    connectors: Vec<Value>,
+    connector_puts: Vec<Value>,
 }
 
 pub struct Sim {
@@ -236,6 +293,66 @@ impl Sim {
             .into_iter()
             .filter(|s| s.value.contains(&needle))
             .collect()
+    }
+    pub fn indicators(&self) -> Vec<Ind> {
+        self.state.lock().unwrap().inds.clone()
+    }
+    pub fn malware(&self) -> Vec<Obj> {
+        self.state.lock().unwrap().malware.clone()
+    }
+    /// An attack pattern as ThreatQ's MITRE feed would have made it; returns its id.
+    pub fn add_attack_pattern(&self, value: &str) -> u64 {
+        let mut st = self.state.lock().unwrap();
+        let id = st.next_id;
+        st.next_id += 1;
+        st.attack_patterns.push(Obj {
+            id,
+            value: value.to_string(),
+        });
+        id
+    }
+    /// A connector row (Settings → Incoming Feeds) with this `is_active` value; returns its id.
+    pub fn add_connector(&self, name: &str, is_active: Value) -> u64 {
+        let mut st = self.state.lock().unwrap();
+        let id = st.next_id;
+        st.next_id += 1;
+        st.connectors.push(json!({
+            "id": id, "name": name, "namespace": "tq_conn_emerging_threats",
+            "is_active": is_active, "custom_fields": {}, "last_import_at": null,
+            "last_import_count": null
+        }));
+        id
+    }
+    pub fn set_connector_active(&self, id: u64, is_active: Value) {
+        let mut st = self.state.lock().unwrap();
+        for c in st.connectors.iter_mut() {
+            if c["id"] == json!(id) {
+                c["is_active"] = is_active.clone();
+            }
+        }
+    }
+    /// Attack patterns beyond those the test added (etferry must never create one).
+    pub fn attack_patterns_created(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.starts_with("/api/attack_pattern"))
+            .count()
+    }
+    pub fn connectors(&self) -> Vec<Value> {
+        self.state.lock().unwrap().connectors.clone()
+    }
+    /// Bodies of accepted `PUT /api/connectors/{id}`.
+    pub fn connector_puts(&self) -> Vec<Value> {
+        self.state.lock().unwrap().connector_puts.clone()
+    }
+    /// Indicator consume requests and the indicators they carried.
+    pub fn indicators_consumed(&self) -> (usize, usize) {
+        let log = self.requests();
+        let c: Vec<_> = log
+            .iter()
+            .filter(|r| r.path == "/api/indicators/consume")
+            .collect();
+        (c.len(), c.iter().map(|r| r.items).sum())
     }
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().log.clone()
@@ -338,7 +455,7 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
     let mut body = String::new();
     let _ = std::io::Read::read_to_string(req.as_reader(), &mut body);
     let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    let items = if path == "/api/signatures/consume" {
+    let items = if path.ends_with("/consume") {
         parsed.as_array().map(|a| a.len()).unwrap_or(0)
     } else {
         0
@@ -429,7 +546,7 @@ fn handle(state: &Arc<Mutex<State>>, mut req: tiny_http::Request) {
         return;
     }
 
-    let (code, v, after) = route(state, &method, &path, &parsed, fault.clone());
+    let (code, v, after) = route(state, &method, &path, &query, &parsed, fault.clone());
     record(code);
     match after {
         Reply::Normal => {
@@ -500,6 +617,7 @@ fn route(
     state: &Arc<Mutex<State>>,
     method: &str,
     path: &str,
+    query: &str,
     body: &Value,
     fault: Option<Fault>,
 ) -> (u16, Value, Reply) {
@@ -595,8 +713,214 @@ fn route(
                 _ => (404, json!({"errors": ["not found"]}), Reply::Normal),
             }
         }
+        ("POST", ["api", "indicators", "consume"]) => {
+            if st.down {
+                return (
+                    500,
+                    json!({"errors": ["Internal Server Error"]}),
+                    Reply::Normal,
+                );
+            }
+            let Some(list) = body.as_array() else {
+                return (
+                    400,
+                    json!({"errors": ["body must be an array"]}),
+                    Reply::Normal,
+                );
+            };
+            let out: Vec<Value> = list
+                .iter()
+                .map(|o| consume_indicator(&mut st, &cfg, o))
+                .collect();
+            (200, json!({ "data": out }), Reply::Normal)
+        }
+        ("POST", ["api", "malware", "consume"]) => {
+            let Some(list) = body.as_array() else {
+                return (
+                    400,
+                    json!({"errors": ["body must be an array"]}),
+                    Reply::Normal,
+                );
+            };
+            let mut out = Vec::new();
+            for o in list {
+                let Some(v) = o
+                    .get("value")
+                    .and_then(Value::as_str)
+                    .filter(|v| !v.is_empty())
+                else {
+                    out.push(json!({"error": "value is required"}));
+                    continue;
+                };
+                let id = match st.malware.iter().find(|m| m.value.eq_ignore_ascii_case(v)) {
+                    Some(m) => m.id,
+                    None => {
+                        let id = st.next_id;
+                        st.next_id += 1;
+                        st.malware.push(Obj {
+                            id,
+                            value: v.to_string(),
+                        });
+                        id
+                    }
+                };
+                out.push(json!({"id": id, "value": v}));
+            }
+            (200, json!({ "data": out }), Reply::Normal)
+        }
+        ("GET", ["api", "attack_pattern"]) => {
+            let q = query_map(query);
+            let Some(v) = q.get("value") else {
+                return (400, json!({"errors": ["value is required"]}), Reply::Normal);
+            };
+            let found: Vec<Value> = st
+                .attack_patterns
+                .iter()
+                .filter(|a| a.value.eq_ignore_ascii_case(v))
+                .map(|a| json!({"id": a.id, "value": a.value}))
+                .collect();
+            (
+                200,
+                json!({"data": found, "total": found.len()}),
+                Reply::Normal,
+            )
+        }
+        ("GET", ["api", "connectors"]) => {
+            let q = query_map(query);
+            let found: Vec<Value> = st
+                .connectors
+                .iter()
+                .filter(|c| {
+                    q.get("name")
+                        .is_none_or(|n| c["name"].as_str() == Some(n.as_str()))
+                })
+                .cloned()
+                .collect();
+            (
+                200,
+                json!({"data": found, "total": found.len()}),
+                Reply::Normal,
+            )
+        }
+        ("PUT", ["api", "connectors", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            let ok_time = body
+                .get("last_import_at")
+                .and_then(Value::as_str)
+                .is_some_and(|t| {
+                    chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").is_ok()
+                });
+            let ok_count = body.get("last_import_count").is_some_and(Value::is_u64);
+            if !ok_time || !ok_count {
+                return (
+                    400,
+                    json!({"data": {"errors": {"last_import_at": ["format YYYY-MM-DD HH:MM:SS and a count"]}}}),
+                    Reply::Normal,
+                );
+            }
+            let Some(c) = st.connectors.iter_mut().find(|c| c["id"] == json!(id)) else {
+                return (404, json!({"errors": ["not found"]}), Reply::Normal);
+            };
+            c["last_import_at"] = body["last_import_at"].clone();
+            c["last_import_count"] = body["last_import_count"].clone();
+            let row = c.clone();
+            st.connector_puts.push(body.clone());
+            (200, json!({ "data": row }), Reply::Normal)
+        }
         _ => (404, json!({"errors": ["no such route"]}), Reply::Normal),
     }
+}
+
+/// `type` or `status` by name: `"X"` or `{"name": "X"}`.
+fn by_name(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        o => o.get("name").and_then(Value::as_str).map(str::to_string),
+    }
+}
+
+/// Link (or create, without a status) the indicator (type, value); its index.
+fn indicator_index(st: &mut State, kind: &str, value: &str) -> usize {
+    if let Some(i) = st
+        .inds
+        .iter()
+        .position(|x| x.kind == kind && x.value == value)
+    {
+        return i;
+    }
+    let id = st.next_id;
+    st.next_id += 1;
+    st.inds.push(Ind {
+        id,
+        value: value.to_string(),
+        kind: kind.to_string(),
+        status: String::new(),
+        sources: Vec::new(),
+        attributes: Vec::new(),
+        writes: 0,
+    });
+    st.inds.len() - 1
+}
+
+fn consume_indicator(st: &mut State, cfg: &SimConfig, o: &Value) -> Value {
+    let Some(value) = o
+        .get("value")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+    else {
+        return json!({"error": "value is required"});
+    };
+    let Some(kind) = by_name(o.get("type")).filter(|t| cfg.indicator_types.contains(&t.as_str()))
+    else {
+        return json!({"error": format!("unknown indicator type {:?}", o.get("type")), "value": value});
+    };
+    let status = by_name(o.get("status")).unwrap_or_default();
+    let Some(status) = cfg
+        .statuses
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(&status))
+    else {
+        return json!({"error": format!("unknown status {status:?}"), "value": value});
+    };
+    let i = indicator_index(st, &kind, value);
+    let mut next_attr = st.next_id;
+    let ind = &mut st.inds[i];
+    ind.writes += 1;
+    ind.status = status.to_string();
+    for src in o
+        .get("sources")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        if !ind.sources.contains(&src) {
+            ind.sources.push(src);
+        }
+    }
+    for a in o
+        .get("attributes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let (Some(n), Some(v)) = (
+            a.get("name").and_then(Value::as_str),
+            a.get("value").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        if !ind.attributes.iter().any(|x| x.name == n && x.value == v) {
+            ind.attributes.push(Attr {
+                id: next_attr,
+                name: n.to_string(),
+                value: v.to_string(),
+            });
+            next_attr += 1;
+        }
+    }
+    let out = json!({"id": ind.id, "value": ind.value, "type": {"name": ind.kind}, "status": {"name": ind.status}});
+    st.next_id = next_attr;
+    out
 }
 
 fn consume_one(st: &mut State, cfg: &SimConfig, o: &Value) -> Value {
@@ -636,6 +960,48 @@ fn consume_one(st: &mut State, cfg: &SimConfig, o: &Value) -> Value {
     else {
         return json!({"error": format!("unknown status {status:?}")});
     };
+    // Inline relations (checked before anything is stored).
+    let mut rel_inds: Vec<(String, String)> = Vec::new();
+    for r in o
+        .get("indicators")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let v = r.get("value").and_then(Value::as_str).map(str::to_string);
+        let t = by_name(r.get("type")).filter(|t| cfg.indicator_types.contains(&t.as_str()));
+        match (v, t) {
+            (Some(v), Some(t)) => rel_inds.push((t, v)),
+            _ => return json!({"error": format!("bad related indicator {r}"), "value": value}),
+        }
+    }
+    let mut rel_ids: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    for (k, field) in ["malware", "attack_pattern"].iter().enumerate() {
+        for r in o
+            .get(*field)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let id = r.get("id").and_then(Value::as_u64).unwrap_or(0);
+            let known = if k == 0 {
+                &st.malware
+            } else {
+                &st.attack_patterns
+            };
+            if !known.iter().any(|x| x.id == id) {
+                return json!({"error": format!("no {field} with id {id}"), "value": value});
+            }
+            rel_ids[k].push(id);
+        }
+    }
+    let ind_values: Vec<String> = rel_inds
+        .iter()
+        .map(|(t, v)| {
+            indicator_index(st, t, v);
+            v.clone()
+        })
+        .collect();
     let hash = hex::encode(Sha256::digest(value.as_bytes()));
     let key = match cfg.key_by {
         KeyBy::ValueHash => hash.clone(),
@@ -656,6 +1022,9 @@ fn consume_one(st: &mut State, cfg: &SimConfig, o: &Value) -> Value {
                 published_at: None,
                 attributes: Vec::new(),
                 writes: 0,
+                indicators: Vec::new(),
+                malware: Vec::new(),
+                attack_patterns: Vec::new(),
             });
             st.index.insert(key, st.sigs.len() - 1);
             st.sigs.len() - 1
@@ -664,6 +1033,22 @@ fn consume_one(st: &mut State, cfg: &SimConfig, o: &Value) -> Value {
     let mut next_attr = st.next_id;
     let s = &mut st.sigs[idx];
     s.writes += 1;
+    for v in ind_values {
+        if !s.indicators.contains(&v) {
+            s.indicators.push(v);
+        }
+    }
+    let [mw, ap] = rel_ids;
+    for id in mw {
+        if !s.malware.contains(&id) {
+            s.malware.push(id);
+        }
+    }
+    for id in ap {
+        if !s.attack_patterns.contains(&id) {
+            s.attack_patterns.push(id);
+        }
+    }
     s.name = name.to_string();
     s.value = value.to_string();
     s.type_id = type_id;
