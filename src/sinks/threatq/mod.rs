@@ -1,7 +1,7 @@
 //! The ThreatQ sink: the only module that talks to ThreatQ. It logs in with the password grant,
 //! resolves signature type and status ids by name, and upserts signatures through
-//! `POST /api/signatures/consume` in batches, with bounded retries. Facts and open questions:
-//! `../shared/reference/threatq-api.md` (every open point of its §4 is a config key here).
+//! `POST /api/signatures/consume` in batches, with bounded retries. The API as used, and the open
+//! questions each made a config key: `docs/threatq.md`.
 //!
 //! Invariant: an item is reported `confirmed` only when ThreatQ answered it with an id (and, for a
 //! changed rule, its stale single-value attributes are gone). Everything else is `failed` and
