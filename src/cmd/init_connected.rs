@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use crate::exit::{usage, Exit};
 
 use super::init::prompt::{
-    check_bool, check_engine, check_host, check_nonempty, check_oinkcode, check_rulesets,
-    check_status, Answers,
+    check_bool, check_engine, check_oinkcode, check_rulesets, check_status, flag, Answers,
 };
 use super::init::text::{write_private, yaml_str};
 use super::init::Args;
@@ -48,35 +47,9 @@ pub(crate) fn ask_connected(
     run(args, out.to_path_buf(), answers).map(Some)
 }
 
-fn flag_or(
-    v: &Option<String>,
-    check: fn(&str) -> Result<String, String>,
-    name: &str,
-) -> anyhow::Result<Option<String>> {
-    v.as_deref()
-        .map(|x| check(x).map_err(|m| usage(format!("--{name}: {m}"))))
-        .transpose()
-}
-
 /// The connected questions, then etferry.yaml, threatq.pass and oinkcode in `--out`.
 fn run(args: &Args, out: PathBuf, answers: &mut Answers) -> anyhow::Result<Exit> {
-    let host = match flag_or(&args.host, check_host, "host")? {
-        Some(h) => h,
-        None => answers.ask("ThreatQ Host", None, check_host)?,
-    };
-    let client_id = match flag_or(&args.client_id, check_nonempty, "client-id")? {
-        Some(c) => c,
-        None => answers.ask("Client ID", None, check_nonempty)?,
-    };
-    let email = match flag_or(&args.email, check_nonempty, "email")? {
-        Some(e) => e,
-        None => answers.ask("E-mail", None, check_nonempty)?,
-    };
-    let password: Option<String> = match (&args.password_file, &args.password_env) {
-        (Some(f), _) => Some(crate::config::read_secret_file(f)?.expose().to_string()),
-        (None, Some(_)) => None,
-        (None, None) => Some(answers.ask_secret("Password", false)?),
-    };
+    let (host, client_id, email, password) = super::init::threatq_answers(args, answers)?;
     // In the original's place; it only matters (and is only required) with an ET Pro ruleset.
     let mut oinkcode: Option<String> = match &args.connected.oinkcode_file {
         Some(f) => Some(crate::config::read_secret_file(f)?.expose().to_string()),
@@ -100,7 +73,7 @@ fn run(args: &Args, out: PathBuf, answers: &mut Answers) -> anyhow::Result<Exit>
     if let Some(code) = &oinkcode {
         check_oinkcode(code).map_err(|m| usage(format!("ET Pro Oinkcode: {m}")))?;
     }
-    let rulesets = match flag_or(&args.rulesets, check_rulesets, "rulesets")? {
+    let rulesets = match flag(args.rulesets.as_deref(), check_rulesets, "rulesets")? {
         Some(r) => r,
         None => answers.ask("Rulesets", Some("et-open"), check_rulesets)?,
     };
@@ -136,12 +109,16 @@ fn run(args: &Args, out: PathBuf, answers: &mut Answers) -> anyhow::Result<Exit>
         Some(b) => b,
         None => answers.ask("Include Non-Standard Rules", Some("no"), check_bool)? == "true",
     };
-    let standard_status = match flag_or(&args.standard_status, check_status, "standard-status")? {
+    let standard_status = match flag(
+        args.standard_status.as_deref(),
+        check_status,
+        "standard-status",
+    )? {
         Some(s) => s,
         None => answers.ask("Standard Rule Status", Some("Active"), check_status)?,
     };
-    let non_standard_status = match flag_or(
-        &args.non_standard_status,
+    let non_standard_status = match flag(
+        args.non_standard_status.as_deref(),
         check_status,
         "non-standard-status",
     )? {

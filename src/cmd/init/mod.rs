@@ -157,6 +157,34 @@ pub(crate) fn engine_flag(v: &str, ruleset: &str) -> anyhow::Result<Option<Strin
     Ok(None)
 }
 
+/// The original connector's first four answers, flag first, else asked: ThreatQ Host, Client ID,
+/// E-mail and the password (`None` when it comes from `--password-env`). The air-gapped and the
+/// connected branch both start with them.
+pub(crate) fn threatq_answers(
+    args: &Args,
+    answers: &mut Answers,
+) -> anyhow::Result<(String, String, String, Option<String>)> {
+    let host = match flag(args.host.as_deref(), check_host, "host")? {
+        Some(h) => h,
+        None => answers.ask("ThreatQ Host", None, check_host)?,
+    };
+    let client_id = match flag(args.client_id.as_deref(), check_nonempty, "client-id")? {
+        Some(c) => c,
+        None => answers.ask("Client ID", None, check_nonempty)?,
+    };
+    let email = match flag(args.email.as_deref(), check_nonempty, "email")? {
+        Some(e) => e,
+        None => answers.ask("E-mail", None, check_nonempty)?,
+    };
+    // The password never goes on the command line: a file, an env var name, or a prompt.
+    let password: Option<String> = match (&args.password_file, &args.password_env) {
+        (Some(f), _) => Some(crate::config::read_secret_file(f)?.expose().to_string()),
+        (None, Some(_)) => None,
+        (None, None) => Some(answers.ask_secret("Password", false)?),
+    };
+    Ok((host, client_id, email, password))
+}
+
 /// Ask every question, write the files, print what was written and what to do next.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let out = out_dir(&args, g);
@@ -182,25 +210,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let watch_side = role_known != Some(Role::Fetch);
     let mut tq = None;
     if watch_side {
-        let host = match flag(args.host.as_deref(), check_host, "host")? {
-            Some(h) => h,
-            None => answers.ask("ThreatQ Host", None, check_host)?,
-        };
-        let client_id = match flag(args.client_id.as_deref(), check_nonempty, "client-id")? {
-            Some(c) => c,
-            None => answers.ask("Client ID", None, check_nonempty)?,
-        };
-        let email = match flag(args.email.as_deref(), check_nonempty, "email")? {
-            Some(e) => e,
-            None => answers.ask("E-mail", None, check_nonempty)?,
-        };
-        // The password never goes on the command line: a file, an env var name, or a prompt.
-        let password: Option<String> = match (&args.password_file, &args.password_env) {
-            (Some(f), _) => Some(crate::config::read_secret_file(f)?.expose().to_string()),
-            (None, Some(_)) => None,
-            (None, None) => Some(answers.ask_secret("Password", false)?),
-        };
-        tq = Some((host, client_id, email, password));
+        tq = Some(threatq_answers(&args, &mut answers)?);
     }
     let rulesets: Vec<String> = match flag(args.rulesets.as_deref(), check_rulesets, "rulesets")? {
         Some(r) => r,
