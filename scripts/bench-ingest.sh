@@ -14,8 +14,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${BENCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/etferry-bench/venv}
 RUNS=${RUNS:-3}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+TMP=$(mktemp -d); [ -n "${KEEP:-}" ] && echo "== keeping $TMP"
+trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
 if [ -z "${CORPUS:-}" ]; then
     # The repository's copy of the ET Open Suricata 5.0 set (tests/corpus/SOURCES.md).
     CORPUS=$TMP/corpus
