@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod human;
 pub mod ingest;
 pub mod owner;
+pub mod payload;
 pub mod progress;
 pub mod rules;
 pub mod safe_name;

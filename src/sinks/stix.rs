@@ -184,7 +184,7 @@ impl StixSink {
                 None if r.file.contains("suricata") => "suricata",
                 None => "snort",
             };
-            let (refs, meta) = crate::ingest::payload::rule_details(&text);
+            let (refs, meta) = crate::payload::rule_details(&text);
             let dated = ["created_at", "updated_at"]
                 .iter()
                 .find_map(|k| meta.iter().find(|(mk, _)| mk == k))

@@ -93,7 +93,7 @@ impl Store {
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
                 let file: String = r.get(4)?;
-                let Some(list) = crate::ingest::payload::block_list_of(&file) else {
+                let Some(list) = crate::payload::block_list_of(&file) else {
                     continue;
                 };
                 let enabled: bool = r.get(5)?;
@@ -112,7 +112,7 @@ impl Store {
             let texts = self.texts(&source, &wanted)?;
             for (key, list) in &keys {
                 let Some(text) = texts.get(key) else { continue };
-                for (v, kind) in crate::ingest::payload::header_ips(text) {
+                for (v, kind) in crate::payload::header_ips(text) {
                     add(&v, kind, list, &ruleset);
                 }
             }

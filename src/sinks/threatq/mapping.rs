@@ -219,8 +219,8 @@ pub(super) fn meta_values<'a>(item: &'a ExportItem, key: &str) -> Vec<&'a str> {
 
 /// Inline `indicators: [{value, type}]` of a block rule: the IPs its header lists.
 pub(super) fn rule_indicators(item: &ExportItem) -> Option<Value> {
-    crate::ingest::payload::block_list_of(&item.file)?;
-    let list: Vec<Value> = crate::ingest::payload::header_ips(&item.text)
+    crate::payload::block_list_of(&item.file)?;
+    let list: Vec<Value> = crate::payload::header_ips(&item.text)
         .into_iter()
         .filter_map(|(v, kind)| Some(json!({"value": v, "type": indicator_type(kind)?})))
         .collect();

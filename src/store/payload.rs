@@ -1,0 +1,130 @@
+//! The stored payload: rule texts read back from each source's verified payload files, checked
+//! against the hashes the rows record.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{text_hash, Store};
+
+impl Store {
+    /// Texts of rules whose rows the caller already read (`text` NULL): from the source's stored
+    /// payload, each checked against its row's hash.
+    pub fn payload_texts(
+        &self,
+        source: &str,
+        want: &[TextRef],
+    ) -> anyhow::Result<HashMap<(u32, u32), String>> {
+        payload_texts(&self.conn, source, want)
+    }
+
+    /// Rule texts of one source: a current rule's from the source's stored payload (checked
+    /// against its text hash), a removed rule's from its row. Keys the store does not hold are
+    /// left out.
+    pub fn texts(
+        &self,
+        source: &str,
+        keys: &[(u32, u32)],
+    ) -> anyhow::Result<HashMap<(u32, u32), String>> {
+        Ok(texts_in(&self.conn, source, keys)?
+            .into_iter()
+            .map(|(k, (_, t))| (k, t))
+            .collect())
+    }
+}
+
+/// A rule whose text is to be read back from its source's payload: its key, the hash its row
+/// records, and its rules file (parsed first).
+#[derive(Debug, Clone)]
+pub struct TextRef {
+    pub key: (u32, u32),
+    pub hash: String,
+    pub file: String,
+}
+
+/// Texts (with their hashes) of `keys` in `source`: from the row for a removed rule, else from
+/// the payload.
+pub(super) fn texts_in(
+    conn: &Connection,
+    source: &str,
+    keys: &[(u32, u32)],
+) -> anyhow::Result<HashMap<(u32, u32), (String, String)>> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT text, text_hash, file FROM rules WHERE source = ?1 AND gid = ?2 AND sid = ?3",
+    )?;
+    let mut want = Vec::new();
+    for &(gid, sid) in keys {
+        let row = st
+            .query_row(params![source, gid, sid], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .optional()?;
+        match row {
+            Some((Some(text), hash, _)) => {
+                out.insert((gid, sid), (hash, text));
+            }
+            Some((None, hash, file)) => want.push(TextRef {
+                key: (gid, sid),
+                hash,
+                file,
+            }),
+            None => {}
+        }
+    }
+    let hashes: HashMap<(u32, u32), String> =
+        want.iter().map(|w| (w.key, w.hash.clone())).collect();
+    for (k, t) in payload_texts(conn, source, &want)? {
+        if let Some(h) = hashes.get(&k) {
+            out.insert(k, (h.clone(), t));
+        }
+    }
+    Ok(out)
+}
+
+/// Read rule texts back from a source's stored payload, parsing only the rules files named in
+/// `want` first, and every file if that does not give each text with its recorded hash.
+pub(super) fn payload_texts(
+    conn: &Connection,
+    source: &str,
+    want: &[TextRef],
+) -> anyhow::Result<HashMap<(u32, u32), String>> {
+    if want.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut st =
+        conn.prepare_cached("SELECT name, data FROM payload_files WHERE source = ?1 ORDER BY seq")?;
+    let files: Vec<(String, Vec<u8>)> = st
+        .query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let keys: std::collections::HashSet<(u32, u32)> = want.iter().map(|w| w.key).collect();
+    let names: std::collections::HashSet<String> = want.iter().map(|w| w.file.clone()).collect();
+    let complete = |got: &HashMap<(u32, u32), String>| {
+        want.iter()
+            .all(|w| got.get(&w.key).is_some_and(|t| text_hash(t) == w.hash))
+    };
+    let mut got = crate::payload::rule_texts(&files, &keys, Some(&names))?;
+    if !complete(&got) {
+        got = crate::payload::rule_texts(&files, &keys, None)?;
+    }
+    if let Some(w) = want
+        .iter()
+        .find(|w| got.get(&w.key).is_none_or(|t| text_hash(t) != w.hash))
+    {
+        anyhow::bail!(
+            "the store is damaged: the text of rule {}:{} of source {source} (file {}) cannot be \
+             read back from the stored payload with its recorded hash",
+            w.key.0,
+            w.key.1,
+            w.file
+        );
+    }
+    Ok(got)
+}
