@@ -161,9 +161,9 @@ impl Store {
     }
 
     /// Store one bundle's rules, indicators, history and sequence in one transaction, and move its
-    /// journal to `stored`. `report_gz` gives the change report as gzipped JSON ([`gzip_json`]);
-    /// it is called last, so it can be made while the rules are written. `crash_hook` runs just
-    /// before the commit (test hook for kill -9).
+    /// journal to `stored`. `report_gz` gives the change report as gzipped JSON
+    /// ([`gzip_json`](super::gzip_json)); it is called last, so it can be made while the rules
+    /// are written. `crash_hook` runs just before the commit (test hook for kill -9).
     pub fn store_bundle(
         &mut self,
         b: &StoreBatch<'_>,
