@@ -121,7 +121,9 @@ pub fn main() -> ExitCode {
     }
     crate::progress::enable_for_this_process(cli.global.log_format == LogFormat::Json);
     let _guard = init_logging(&cli.global);
-    let exit = match run(cli) {
+    let result = run(cli);
+    crate::timing::mark("command returned");
+    let exit = match result {
         Ok(exit) => exit,
         Err(err) => {
             if is_broken_pipe(&err) {

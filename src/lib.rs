@@ -23,3 +23,4 @@ pub mod secret;
 pub mod sinks;
 pub mod store;
 pub mod sync;
+pub mod timing;

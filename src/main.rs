@@ -1,8 +1,11 @@
 //! `etferry` binary: parse the command line, run one subcommand, map the outcome to an exit code.
 
 fn main() -> std::process::ExitCode {
+    etferry::timing::start();
     tune_malloc();
-    etferry::cli::main()
+    let code = etferry::cli::main();
+    etferry::timing::print();
+    code
 }
 
 /// glibc raises its mmap threshold each time a large block is freed, so later large blocks (the

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{NewRule, StoredRule};
+use crate::store::{Change, NewRule, StoredRule, TextRef};
 
 /// Counts per kind of change. `modified` wins over `enabled_changed` when a rule has both.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,15 +43,18 @@ pub struct Diff {
     pub removed: Vec<Entry>,
     pub modified: Vec<Entry>,
     pub enabled_changed: Vec<Entry>,
-    /// History kind per (gid, sid) for what the store must write (`new` for a rule the store
-    /// never held).
-    pub changes: HashMap<(u32, u32), &'static str>,
+    /// The history rows to write: every change but the arrival of a rule the store never held.
+    pub history: Vec<Change>,
     /// (gid, sid) that disappeared.
     pub removed_keys: Vec<(u32, u32)>,
-    /// Unchanged rules now in another rules file (not a change to report, but the row's file).
-    pub moved: HashSet<(u32, u32)>,
+    /// The stored texts the bundle replaces (modified rules whose text changed) or removes, as
+    /// the store knew them before the bundle's rows were written.
+    pub replaced: Vec<TextRef>,
     /// Rules in the store before (not counting removed ones).
     pub before: u64,
+    /// Rules in the bundle, and how many of them are standard (shipped enabled).
+    pub rules: u64,
+    pub standard: u64,
 }
 
 fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
@@ -67,66 +70,136 @@ fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
     }
 }
 
-/// Compare the new, deduplicated rules of a source with what the store holds for it.
-pub fn diff(new: &[NewRule], old: &HashMap<(u32, u32), StoredRule>) -> Diff {
-    let mut d = Diff {
-        before: old.values().filter(|o| !o.removed).count() as u64,
-        ..Diff::default()
-    };
-    let mut seen: HashSet<(u32, u32)> = HashSet::with_capacity(new.len());
-    for r in new {
+fn text_ref(key: (u32, u32), o: &StoredRule) -> TextRef {
+    TextRef {
+        key,
+        hash: o.text_hash.clone(),
+        file: o.file.to_string(),
+    }
+}
+
+/// What a rule of the bundle means for its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Same rev, text and class: the row stays as it is.
+    Unchanged,
+    /// New, added again, modified, enabled↔disabled, or unchanged but now in another rules
+    /// file: the row is (re)written with this rule.
+    Write,
+    /// Its (gid, sid) came before in this bundle: nothing was counted; the caller deduplicates
+    /// the whole bundle first.
+    Duplicate,
+}
+
+/// The diff of a source's new rules against what the store holds, built one rule at a time as
+/// the rules arrive, so a bundle's rows can be written while later rules files are parsed.
+pub struct Differ {
+    old: HashMap<(u32, u32), StoredRule>,
+    seen: HashSet<(u32, u32)>,
+    d: Diff,
+}
+
+impl Differ {
+    pub fn new(old: HashMap<(u32, u32), StoredRule>) -> Differ {
+        let d = Diff {
+            before: old.values().filter(|o| !o.removed).count() as u64,
+            ..Diff::default()
+        };
+        Differ {
+            seen: HashSet::with_capacity(old.len()),
+            old,
+            d,
+        }
+    }
+
+    /// Count the next rule of the bundle and say what it means for its row.
+    pub fn add(&mut self, r: &NewRule) -> Step {
         let key = (r.gid, r.sid);
-        seen.insert(key);
-        match old.get(&key) {
+        if !self.seen.insert(key) {
+            return Step::Duplicate;
+        }
+        let d = &mut self.d;
+        d.rules += 1;
+        d.standard += u64::from(r.enabled);
+        let kind = match self.old.get(&key) {
             None => {
                 d.counts.added += 1;
                 d.added.push(entry(r, None));
-                d.changes.insert(key, "new");
+                return Step::Write;
             }
             Some(o) if o.removed => {
                 d.counts.added += 1;
                 d.added.push(entry(r, None));
-                d.changes.insert(key, "added");
+                "added"
             }
             Some(o) if o.rev != r.rev || o.text_hash != r.hash => {
+                if o.text_hash != r.hash {
+                    d.replaced.push(text_ref(key, o));
+                }
                 d.counts.modified += 1;
                 d.modified.push(entry(r, Some(o.rev)));
-                d.changes.insert(key, "modified");
+                "modified"
             }
             Some(o) if o.enabled != r.enabled => {
                 d.counts.enabled_changed += 1;
                 d.enabled_changed.push(entry(r, None));
-                d.changes.insert(key, "enabled_changed");
+                "enabled_changed"
             }
             Some(o) => {
                 d.counts.unchanged += 1;
-                if o.file != r.file {
-                    d.moved.insert(key);
-                }
+                return if o.file != r.file {
+                    Step::Write
+                } else {
+                    Step::Unchanged
+                };
             }
-        }
-    }
-    let mut removed: Vec<_> = old
-        .iter()
-        .filter(|(k, o)| !o.removed && !seen.contains(k))
-        .collect();
-    removed.sort_by_key(|(k, _)| **k);
-    for (k, o) in removed {
-        d.counts.removed += 1;
-        d.removed_keys.push(*k);
-        d.removed.push(Entry {
-            gid: k.0,
-            sid: k.1,
-            rev: o.rev,
-            // Set by `label_removed`: only removed rules need them from the store.
-            msg: Arc::from(""),
-            file: o.file.clone(),
-            category: None,
-            enabled: o.enabled,
-            previous_rev: None,
+        };
+        d.history.push(Change {
+            gid: r.gid,
+            sid: r.sid,
+            kind,
+            rev: r.rev,
+            enabled: r.enabled,
+            hash: r.hash.clone(),
         });
+        Step::Write
     }
-    d
+
+    /// The rules of the store the bundle no longer has, and the whole diff.
+    pub fn finish(self) -> Diff {
+        let Differ { old, seen, mut d } = self;
+        let mut removed: Vec<_> = old
+            .iter()
+            .filter(|(k, o)| !o.removed && !seen.contains(k))
+            .collect();
+        removed.sort_by_key(|(k, _)| **k);
+        for (k, o) in removed {
+            d.counts.removed += 1;
+            d.removed_keys.push(*k);
+            d.replaced.push(text_ref(*k, o));
+            d.removed.push(Entry {
+                gid: k.0,
+                sid: k.1,
+                rev: o.rev,
+                // Set by `label_removed`: only removed rules need them from the store.
+                msg: Arc::from(""),
+                file: o.file.clone(),
+                category: None,
+                enabled: o.enabled,
+                previous_rev: None,
+            });
+        }
+        d
+    }
+}
+
+/// Compare the new, deduplicated rules of a source with what the store holds for it.
+pub fn diff(new: &[NewRule], old: HashMap<(u32, u32), StoredRule>) -> Diff {
+    let mut differ = Differ::new(old);
+    for r in new {
+        differ.add(r);
+    }
+    differ.finish()
 }
 
 impl Diff {

@@ -5,10 +5,12 @@
 pub mod config;
 pub mod diff;
 pub mod gate;
+pub mod import;
 pub mod inbox;
 pub mod medium;
 pub mod payload;
 pub mod pipeline;
+pub mod stream;
 pub mod watcher;
 
 pub use config::WatchConfig;

@@ -7,12 +7,12 @@
 
 use std::collections::HashMap;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub use crate::payload::{
     block_list_of, header_ips, rule_details, rule_texts, Limits, Pairs, PayloadError,
 };
-use crate::payload::{classify_ip, for_each_member, outranks};
+use crate::payload::{classify_ip, outranks};
 use crate::store::{text_hash, Indicator, NewRule};
 
 /// What a payload holds, parsed: the rules (without their text, which stays in the payload the
@@ -36,49 +36,22 @@ pub fn is_ip_list(path: &str) -> bool {
 }
 
 /// Open the payload files and parse their rules files in parallel while the archive is still
-/// being decompressed; each member is dropped as soon as it is parsed, so the whole decompressed
-/// payload is never in memory at once. IP lists become indicators.
+/// being decompressed ([`super::stream`]), collecting every rule. IP lists become indicators.
 pub fn parse_payload(files: &[(String, Vec<u8>)], limits: &Limits) -> Result<Parsed, PayloadError> {
-    type Done = (usize, Vec<NewRule>, Vec<String>);
-    let opts = crate::rules::ParseOptions::default();
-    let done: Mutex<Vec<Done>> = Mutex::new(Vec::new());
-    let mut lists: Vec<(String, Vec<u8>)> = Vec::new();
-    // Decompressed bytes parsed; the total is unknown until the archive is read to its end.
-    let bar = crate::progress::bytes(None, "parsing rules");
-    let read = rayon::scope(|scope| {
-        for_each_member(files, limits, &mut |i, path, data| {
-            if path.ends_with(".rules") {
-                let (opts, done, bar) = (&opts, &done, &bar);
-                scope.spawn(move |_| {
-                    let file: Arc<str> = Arc::from(path.as_str());
-                    // Each chunk turns its rules into NewRules (text hashed) as it parses them.
-                    let (parts, errors, _) =
-                        crate::rules::fold_lean(&path, &data, opts, Vec::new, |v, r| {
-                            v.push(new_rule(&r, &file))
-                        });
-                    bar.inc(data.len() as u64);
-                    drop(data);
-                    let rules = parts.into_iter().flatten().collect();
-                    let errors = errors.iter().map(|e| e.to_string()).collect();
-                    if let Ok(mut d) = done.lock() {
-                        d.push((i, rules, errors));
-                    }
-                });
-            } else if is_ip_list(&path) {
-                lists.push((path, data.into_owned()));
-            }
-        })
-    });
-    read?;
-    let mut done = done
-        .into_inner()
-        .map_err(|_| PayloadError("a parser thread panicked".into()))?;
-    done.sort_by_key(|d| d.0);
     let mut p = Parsed::default();
-    for (_, rules, errors) in done {
-        p.rules.extend(rules);
-        p.errors.extend(errors);
-    }
+    let mut lists: Vec<(String, Vec<u8>)> = Vec::new();
+    super::stream::with_members(files, limits, |members| {
+        for item in members {
+            match item? {
+                super::stream::Item::Rules { rules, errors, .. } => {
+                    p.rules.extend(rules);
+                    p.errors.extend(errors);
+                }
+                super::stream::Item::IpList { path, data } => lists.push((path, data)),
+            }
+        }
+        Ok::<(), PayloadError>(())
+    })?;
     if !lists.is_empty() {
         let mut inds = Vec::new();
         for (path, data) in &lists {
@@ -89,7 +62,7 @@ pub fn parse_payload(files: &[(String, Vec<u8>)], limits: &Limits) -> Result<Par
     Ok(p)
 }
 
-fn new_rule(r: &crate::rules::Rule<'_>, file: &Arc<str>) -> NewRule {
+pub(crate) fn new_rule(r: &crate::rules::Rule<'_>, file: &Arc<str>) -> NewRule {
     NewRule {
         gid: r.gid,
         sid: r.sid,

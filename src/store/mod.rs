@@ -4,11 +4,12 @@
 //! indicators from the plain IP lists, the bundles with their journal, the last accepted sequence,
 //! the last bare archive accepted per source (version and sha256, the replay protection of archives
 //! dropped by hand), and the per-sink export state. Storing one bundle is one transaction
-//! ([`Store::store_bundle`]); the same transaction moves the bundle's journal to `stored`, so a rerun
-//! after a crash either redoes the whole bundle or skips straight to the export stage.
+//! ([`Store::begin_bundle`]: rows written as the rules are parsed, the rest and the commit at the
+//! end); the same transaction moves the bundle's journal to `stored`, so a rerun after a crash
+//! either redoes the whole bundle or skips straight to the export stage.
 //!
 //! One file per concern, each with its own `impl Store` block: `schema` (tables, `Store::open`,
-//! the version check, manifests), `rules` (rules and history, `store_bundle`), `bundles` (bundles
+//! the version check, manifests), `rules` (rules, what the diff reads), `writer` (one bundle's transaction), `bundles` (bundles
 //! and journal, sources, heartbeats, archive imports, downloads), `payload` (texts read back from
 //! the stored payload), `exports` (per-sink export state), `indicators` (block-list indicators).
 
@@ -21,12 +22,14 @@ mod indicators;
 mod payload;
 mod rules;
 mod schema;
+mod writer;
 
 pub use bundles::{gzip_json, ArchiveImport, BundleRow, Provenance, SourceRow};
 pub use exports::ExportPolicy;
 pub use indicators::IndicatorPolicy;
 pub use payload::TextRef;
-pub use rules::{text_hash, Label, NewRule, StoreBatch, StoredRule};
+pub use rules::{labels_in, rules_in, text_hash, Label, NewRule, StoreBatch, StoredRule};
+pub use writer::{BundleTx, Change};
 pub use schema::SCHEMA_VERSION;
 
 /// An IP or CIDR from a plain IP list, with the list's section name.

@@ -198,6 +198,7 @@ impl Store {
         }
         Store::ensure_manifest_table(&conn).with_context(ctx)?;
         indicators::create(&conn).with_context(ctx)?;
+        crate::timing::mark("store opened");
         Ok(Store { conn })
     }
 

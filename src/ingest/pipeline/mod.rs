@@ -37,7 +37,8 @@ pub use download::Download;
 /// Env var naming a stage at which the process aborts (test hook for the kill -9 test).
 pub const CRASH_ENV: &str = "ETFERRY_TEST_CRASH_AT";
 
-pub(crate) fn crash_point(stage: &str) {
+pub(crate) fn crash_point(stage: &'static str) {
+    crate::timing::mark(stage);
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let start = START.get_or_init(std::time::Instant::now);
     tracing::debug!(

@@ -1,11 +1,14 @@
 //! The stages after verification, shared by signed bundles, bare archives and `sync` downloads:
-//! parse, diff, sanity gate, store (one transaction).
+//! parse, diff, sanity gate, store, all in one transaction whose rule rows are written while the
+//! payload is still being parsed ([`crate::ingest::import`]).
 
 use std::path::Path;
 
-use super::{crash_point, say, Import, Ingestor, Options, Outcome, Stop, Store};
+use std::sync::atomic::Ordering;
+
+use super::{crash_point, say, Import, Ingestor, Options, Outcome, Stop};
 use crate::ingest::diff::{self, Report};
-use crate::ingest::{gate, payload};
+use crate::ingest::{gate, import};
 use crate::store::StoreBatch;
 
 impl Ingestor {
@@ -20,63 +23,62 @@ impl Ingestor {
         opts: Options,
     ) -> Result<Outcome, Stop> {
         let dry = opts.dry_run;
-        let j = |s: &Store, stage: &str| -> Result<(), Stop> {
-            if !dry {
-                s.journal(
-                    id,
-                    Some(&imp.source),
-                    Some(imp.sequence),
-                    stage,
-                    "in-progress",
-                    None,
-                )?;
-            }
-            Ok(())
+        let limits = self.cfg.archive_limits();
+        let old_inds = self.store.indicator_count(&imp.source)?;
+        let (max_drop, stop) = (self.cfg.sanity.max_drop_percent, self.stop.clone());
+        let fail = |e: import::Failed| match e {
+            import::Failed::Payload(why) => Stop::Reject(format!("{id}: {why}")),
+            import::Failed::Store(e) => Stop::Fault(e),
         };
-        let p = payload::parse_payload(&files, &self.cfg.archive_limits())
-            .map_err(|e| Stop::Reject(format!("{id}: {e}")))?;
-        tracing::debug!("{} rules parsed", p.rules.len());
-        let parse_errors = p.errors;
-        let (rules, dups) = payload::dedupe(p.rules);
-        j(&self.store, "parsed")?;
+        // One transaction from the first row written to the commit: a crash, a hold, a
+        // rejection or a dry run leaves the store as it was.
+        let mut tx = self.store.begin_bundle(&imp.source, id, dry)?;
+        let s = match import::stream(&tx, &imp.source, &files, &limits).map_err(fail)? {
+            Some(s) => s,
+            None => {
+                // A (gid, sid) came twice: deduplicate the whole payload first.
+                drop(tx);
+                tx = self.store.begin_bundle(&imp.source, id, dry)?;
+                import::deduplicated(&tx, &imp.source, &files, &limits).map_err(fail)?
+            }
+        };
+        tracing::debug!("{} rules parsed", s.diff.rules);
+        tx.journal("parsed", imp.sequence)?;
         crash_point("parsed");
 
-        let old = self.store.rules_of(&imp.source)?;
-        let mut d = diff::diff(&rules, &old);
-        drop(old);
-        d.label_removed(&self.store.rule_labels(&imp.source, &d.removed_keys)?);
-        let old_inds = self.store.indicator_count(&imp.source)?;
-        j(&self.store, "diffed")?;
+        let mut d = s.diff;
+        d.label_removed(&crate::store::labels_in(
+            tx.conn(),
+            &imp.source,
+            &d.removed_keys,
+        )?);
+        tx.journal("diffed", imp.sequence)?;
         crash_point("diffed");
 
-        let new_inds = p
+        let new_inds = s
             .indicators
             .as_ref()
             .map(|v| v.len() as u64)
             .unwrap_or(old_inds);
-        let held = gate::check(
-            d.before + old_inds,
-            rules.len() as u64 + new_inds,
-            self.cfg.sanity.max_drop_percent,
-        );
-        let standard = rules.iter().filter(|r| r.enabled).count() as u64;
-        let mut errors = parse_errors;
-        errors.extend(p.indicator_errors.iter().cloned());
+        let held = gate::check(d.before + old_inds, d.rules + new_inds, max_drop);
+        let mut errors = s.errors;
+        errors.extend(s.indicator_errors.iter().cloned());
         let mut report = Report {
             bundle: id.to_string(),
             source: imp.source.clone(),
             ruleset: imp.ruleset.clone(),
             sequence: imp.sequence,
             counts: d.counts,
-            added: d.added,
-            removed: d.removed,
-            modified: d.modified,
-            enabled_changed: d.enabled_changed,
-            rules: rules.len() as u64,
-            standard,
-            non_standard: rules.len() as u64 - standard,
+            added: std::mem::take(&mut d.added),
+            removed: std::mem::take(&mut d.removed),
+            modified: std::mem::take(&mut d.modified),
+            enabled_changed: std::mem::take(&mut d.enabled_changed),
+            rules: d.rules,
+            standard: d.standard,
+            non_standard: d.rules - d.standard,
             indicators: new_inds,
-            duplicates: dups
+            duplicates: s
+                .duplicates
                 .iter()
                 .map(|r| diff::Entry {
                     gid: r.gid,
@@ -110,6 +112,7 @@ impl Ingestor {
         };
         if let Some(reason) = held {
             if !opts.approve {
+                drop(tx);
                 let reason = format!("{id}: held by the sanity gate: {reason}");
                 self.store
                     .journal(
@@ -125,9 +128,9 @@ impl Ingestor {
             }
             say(&format!("{id}: approved by the operator: {reason}"));
         }
-        j(&self.store, "gated")?;
+        tx.journal("gated", imp.sequence)?;
         crash_point("gated");
-        if self.stopping() {
+        if stop.load(Ordering::SeqCst) {
             return Err(Stop::Abandon);
         }
 
@@ -139,21 +142,23 @@ impl Ingestor {
             sequence: imp.sequence,
             created_at: imp.created_at,
             lifetime_secs: imp.lifetime,
-            rules: &rules,
             removed: &d.removed_keys,
-            changes: &d.changes,
-            moved: &d.moved,
+            history: &d.history,
+            replaced: &d.replaced,
             payload: &files,
-            indicators: p.indicators.as_deref(),
+            indicators: s.indicators.as_deref(),
             archive: imp.archive.clone(),
             download: imp.download.clone(),
         };
-        let store = &mut self.store;
         // A full ruleset's report is several MB of JSON: it is gzipped on another core while
-        // the rules are written, and joined just before the commit.
-        std::thread::scope(|s| {
-            let gz = s.spawn(|| crate::store::gzip_json(&report));
-            store.store_bundle(
+        // the rest of the bundle is written, and joined just before the commit.
+        std::thread::scope(|sc| {
+            let gz = sc.spawn(|| {
+                crate::timing::timed(crate::timing::Activity::Report, || {
+                    crate::store::gzip_json(&report)
+                })
+            });
+            tx.commit(
                 &batch,
                 || {
                     gz.join()

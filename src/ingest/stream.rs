@@ -1,0 +1,218 @@
+//! The payload's rules files as a stream: decompressed on one thread, parsed on the rayon pool,
+//! and handed to the caller one file at a time, in payload order, while later files are still
+//! being read. The caller (the store writer) works in parallel with both, and memory holds only
+//! the files in flight, not the whole decompressed payload or every parsed rule.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+
+use super::payload::{self, Limits, PayloadError};
+use crate::payload::for_each_member;
+use crate::store::NewRule;
+use crate::timing::{self, Activity};
+
+/// Decompressed bytes of rules files read but not yet consumed. The reader waits above it (a
+/// single larger file is still let through alone), so a slow consumer bounds memory instead of
+/// the archive piling up decompressed.
+const IN_FLIGHT_BYTES: u64 = 6 << 20;
+
+/// One payload member the pipeline uses, in payload order.
+#[derive(Debug)]
+pub enum Item {
+    /// A rules file, parsed: its rules in file order (text hashed, not kept) and its errors.
+    Rules {
+        path: Arc<str>,
+        rules: Vec<NewRule>,
+        errors: Vec<String>,
+    },
+    /// A plain IP list, as read (small; parsed by the caller).
+    IpList { path: String, data: Vec<u8> },
+}
+
+enum Msg {
+    Item(usize, Item, u64),
+    End(Result<usize, PayloadError>),
+}
+
+/// Bytes in flight, with a wait for room.
+struct Budget {
+    used: Mutex<u64>,
+    room: Condvar,
+    cancelled: AtomicBool,
+}
+
+impl Budget {
+    fn acquire(&self, n: u64) {
+        let Ok(mut used) = self.used.lock() else {
+            return;
+        };
+        while *used > 0 && *used + n > IN_FLIGHT_BYTES && !self.cancelled.load(Ordering::SeqCst) {
+            used = match self.room.wait(used) {
+                Ok(u) => u,
+                Err(_) => return,
+            };
+        }
+        *used += n;
+    }
+
+    fn release(&self, n: u64) {
+        if let Ok(mut used) = self.used.lock() {
+            *used = used.saturating_sub(n);
+        }
+        self.room.notify_all();
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.room.notify_all();
+    }
+}
+
+/// The members of a payload, in order ([`with_members`]).
+pub struct Members<'a> {
+    rx: mpsc::Receiver<Msg>,
+    budget: &'a Budget,
+    next: usize,
+    waiting: BTreeMap<usize, (Item, u64)>,
+    end: Option<Result<usize, PayloadError>>,
+    done: bool,
+}
+
+impl Iterator for Members<'_> {
+    type Item = Result<Item, PayloadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if let Some((item, bytes)) = self.waiting.remove(&self.next) {
+                self.next += 1;
+                // Consumed as far as memory goes once the caller has it: the caller drops it
+                // before asking for the next.
+                self.budget.release(bytes);
+                return Some(Ok(item));
+            }
+            if let Some(end) = &self.end {
+                // Everything before the end marker has arrived (the count says how many).
+                self.done = true;
+                return match end {
+                    Ok(n) if *n == self.next => None,
+                    Ok(_) => Some(Err(PayloadError("a parser thread stopped early".into()))),
+                    Err(e) => Some(Err(PayloadError(e.0.clone()))),
+                };
+            }
+            let wait = timing::Span::new(Activity::WaitParsed);
+            let msg = self.rx.recv();
+            drop(wait);
+            match msg {
+                Ok(Msg::Item(i, item, bytes)) => {
+                    self.waiting.insert(i, (item, bytes));
+                }
+                Ok(Msg::End(r)) => self.end = Some(r),
+                Err(_) => {
+                    self.done = true;
+                    return Some(Err(PayloadError("a parser thread panicked".into())));
+                }
+            }
+        }
+    }
+}
+
+/// Run `f` over the members of `files` (archives opened with `limits`) as they are parsed. An
+/// archive error comes as the last item, after every member read before it. If `f` returns
+/// early, the reader stops handing out work and the call returns once it has wound down.
+pub fn with_members<T>(
+    files: &[(String, Vec<u8>)],
+    limits: &Limits,
+    f: impl FnOnce(&mut Members<'_>) -> T,
+) -> T {
+    let budget = Budget {
+        used: Mutex::new(0),
+        room: Condvar::new(),
+        cancelled: AtomicBool::new(false),
+    };
+    let (tx, rx) = mpsc::channel::<Msg>();
+    std::thread::scope(|s| {
+        let budget = &budget;
+        s.spawn(move || read(files, limits, budget, tx));
+        let mut members = Members {
+            rx,
+            budget,
+            next: 0,
+            waiting: BTreeMap::new(),
+            end: None,
+            done: false,
+        };
+        let out = f(&mut members);
+        // The reader may still be decompressing (the caller stopped early): let it skip the
+        // rest; the scope joins it.
+        budget.cancel();
+        drop(members);
+        out
+    })
+}
+
+/// The reader thread: decompress, and parse each rules file on the pool.
+fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc::Sender<Msg>) {
+    let opts = crate::rules::ParseOptions::default();
+    // Decompressed bytes parsed; the total is unknown until the archive is read to its end.
+    let bar = crate::progress::bytes(None, "parsing rules");
+    let mut n = 0usize;
+    // In place: the decompression stays on this thread, the pool's threads parse.
+    let result = rayon::in_place_scope(|scope| {
+        let mut started = std::time::Instant::now();
+        let r = for_each_member(files, limits, &mut |_, path, data| {
+            timing::add(Activity::Decompress, started.elapsed());
+            if budget.cancelled.load(Ordering::SeqCst) {
+                started = std::time::Instant::now();
+                return;
+            }
+            if path.ends_with(".rules") {
+                // Bytes borrowed from a plain payload file cost nothing extra.
+                let bytes = match &data {
+                    std::borrow::Cow::Owned(v) => v.len() as u64,
+                    std::borrow::Cow::Borrowed(_) => 0,
+                };
+                budget.acquire(bytes);
+                let (i, tx, opts, bar) = (n, tx.clone(), &opts, &bar);
+                n += 1;
+                scope.spawn(move |_| {
+                    let _parse = timing::Span::new(Activity::Parse);
+                    let file: Arc<str> = Arc::from(path.as_str());
+                    let (parts, errors, _) =
+                        crate::rules::fold_lean(&path, &data, opts, Vec::new, |v, r| {
+                            v.push(payload::new_rule(&r, &file))
+                        });
+                    bar.inc(data.len() as u64);
+                    drop(data);
+                    let rules = parts.into_iter().flatten().collect();
+                    let errors = errors.iter().map(|e| e.to_string()).collect();
+                    let item = Item::Rules {
+                        path: file,
+                        rules,
+                        errors,
+                    };
+                    // A closed channel: the consumer is gone, nothing to do.
+                    let _ = tx.send(Msg::Item(i, item, bytes));
+                });
+            } else if payload::is_ip_list(&path) {
+                let _ = tx.send(Msg::Item(
+                    n,
+                    Item::IpList {
+                        path,
+                        data: data.into_owned(),
+                    },
+                    0,
+                ));
+                n += 1;
+            }
+            started = std::time::Instant::now();
+        });
+        timing::add(Activity::Decompress, started.elapsed());
+        r
+    });
+    let _ = tx.send(Msg::End(result.map(|()| n)));
+}

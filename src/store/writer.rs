@@ -1,0 +1,259 @@
+//! Writing one bundle: a single transaction opened before the first rule arrives, rule rows
+//! written as the rules files are parsed, and everything else (history, removals, payload,
+//! indicators, sequence, report, journal) written at the end, just before the one commit.
+//! Nothing is visible to readers, or survives a crash, before that commit.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, Transaction};
+
+use super::bundles::journal_in;
+use super::payload::payload_texts;
+use super::{now_text, NewRule, Store, StoreBatch};
+
+/// A change the history records (every change but the arrival of a rule the store never held).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub gid: u32,
+    pub sid: u32,
+    /// `added` (again, after a removal), `modified` or `enabled_changed`.
+    pub kind: &'static str,
+    pub rev: u32,
+    pub enabled: bool,
+    pub hash: String,
+}
+
+/// The open transaction of one bundle ([`Store::begin_bundle`]). Dropped without
+/// [`BundleTx::commit`], it rolls back: the store is as it was.
+pub struct BundleTx<'s> {
+    tx: Transaction<'s>,
+    source: String,
+    bundle: String,
+    /// A dry run: reads only, writes nothing.
+    dry: bool,
+}
+
+impl Store {
+    /// Open the transaction that writes bundle `bundle` of `source`; with `dry`, one that only
+    /// reads (and writes nothing).
+    pub fn begin_bundle(
+        &mut self,
+        source: &str,
+        bundle: &str,
+        dry: bool,
+    ) -> anyhow::Result<BundleTx<'_>> {
+        // IMMEDIATE: take the write lock now (waiting out another writer), not halfway through.
+        let behavior = if dry {
+            rusqlite::TransactionBehavior::Deferred
+        } else {
+            rusqlite::TransactionBehavior::Immediate
+        };
+        let tx = self.conn.transaction_with_behavior(behavior)?;
+        Ok(BundleTx {
+            tx,
+            source: source.to_string(),
+            bundle: bundle.to_string(),
+            dry,
+        })
+    }
+}
+
+impl BundleTx<'_> {
+    /// The store as this transaction sees it (for reads between writes).
+    pub fn conn(&self) -> &Connection {
+        &self.tx
+    }
+
+    /// Write the rows of `rules` (the current version of each): inserted, or updated in place.
+    pub fn put_rules(&self, rules: &[&NewRule]) -> anyhow::Result<()> {
+        if self.dry || rules.is_empty() {
+            return Ok(());
+        }
+        let _rows = crate::timing::Span::new(crate::timing::Activity::Rows);
+        // One row per statement: a multi-row statement needs a statement journal, which costs
+        // more than the statements it saves.
+        let mut st = self.tx.prepare_cached(
+            "INSERT INTO rules (source, gid, sid, rev, msg, text, text_hash, enabled, removed,
+                                classtype, category, file, bundle)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, 0, ?8, ?9, ?10, ?11)
+             ON CONFLICT (source, gid, sid) DO UPDATE SET
+                rev = excluded.rev, msg = excluded.msg, text = NULL,
+                text_hash = excluded.text_hash, enabled = excluded.enabled, removed = 0,
+                classtype = excluded.classtype, category = excluded.category,
+                file = excluded.file, bundle = excluded.bundle",
+        )?;
+        for r in rules {
+            st.execute(params![
+                self.source,
+                r.gid,
+                r.sid,
+                r.rev,
+                &*r.msg,
+                r.hash,
+                r.enabled,
+                r.classtype,
+                r.category,
+                &*r.file,
+                self.bundle
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Move the bundle's journal to `stage` inside this transaction (seen by others at commit).
+    pub fn journal(&self, stage: &str, sequence: u64) -> anyhow::Result<()> {
+        if self.dry {
+            return Ok(());
+        }
+        journal_in(
+            &self.tx,
+            &self.bundle,
+            Some(&self.source),
+            Some(sequence),
+            stage,
+            "in-progress",
+            None,
+        )
+    }
+
+    /// Write the rest of the bundle (the rule rows are written already) and commit: history,
+    /// removals, payload, indicators, sequence, report and the journal's `stored`. `report_gz`
+    /// is called last, so the report can be made while the rest is written. `crash_hook` runs
+    /// just before the commit (test hook for kill -9).
+    pub fn commit(
+        self,
+        b: &StoreBatch<'_>,
+        report_gz: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+        crash_hook: impl Fn(),
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.dry, "a dry run commits nothing");
+        let tx = &self.tx;
+        // The texts the new payload replaces, read from the old payload before it goes:
+        // history keeps them for modified rules, and a removed rule keeps its last text in its
+        // row.
+        let old_texts: HashMap<(u32, u32), String> = payload_texts(tx, b.source, b.replaced)?;
+        let mut hist = tx.prepare_cached(
+            "INSERT INTO rule_history (source, gid, sid, bundle, change, rev, enabled, text_hash,
+                                       previous_text)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for c in b.history {
+            let previous = if c.kind == "modified" {
+                old_texts.get(&(c.gid, c.sid)).map(String::as_str)
+            } else {
+                None
+            };
+            hist.execute(params![
+                b.source, c.gid, c.sid, b.bundle, c.kind, c.rev, c.enabled, c.hash, previous
+            ])?;
+        }
+        crate::timing::mark("history written");
+        let mut remove = tx.prepare_cached(
+            "UPDATE rules SET removed = 1, bundle = ?4, text = ?5
+             WHERE source = ?1 AND gid = ?2 AND sid = ?3",
+        )?;
+        let mut hist_removed = tx.prepare_cached(
+            "INSERT INTO rule_history (source, gid, sid, bundle, change, rev, enabled, text_hash,
+                                       previous_text)
+             SELECT source, gid, sid, ?4, 'removed', rev, enabled, text_hash, ?5 FROM rules
+             WHERE source = ?1 AND gid = ?2 AND sid = ?3",
+        )?;
+        for (gid, sid) in b.removed {
+            let text = old_texts.get(&(*gid, *sid)).map(String::as_str);
+            hist_removed.execute(params![b.source, gid, sid, b.bundle, text])?;
+            remove.execute(params![b.source, gid, sid, b.bundle, text])?;
+        }
+        tx.execute("DELETE FROM payload_files WHERE source = ?1", [b.source])?;
+        let mut put = tx.prepare_cached(
+            "INSERT INTO payload_files (source, seq, name, sha256, bundle, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (i, (name, data)) in b.payload.iter().enumerate() {
+            use sha2::{Digest, Sha256};
+            let sha = hex::encode(Sha256::digest(data));
+            put.execute(params![b.source, i as i64, name, sha, b.bundle, data])?;
+        }
+        crate::timing::mark("payload written");
+        if let Some(inds) = b.indicators {
+            tx.execute("DELETE FROM indicators WHERE source = ?1", [b.source])?;
+            let mut ins = tx.prepare_cached(
+                "INSERT OR IGNORE INTO indicators (source, value, kind, section, file, bundle)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for i in inds {
+                ins.execute(params![
+                    b.source, i.value, i.kind, i.section, i.file, b.bundle
+                ])?;
+            }
+        }
+        let now = now_text();
+        tx.execute(
+            "INSERT INTO sources (name, ruleset, engine, last_sequence, last_bundle,
+                                  last_bundle_at, last_seen_at, lifetime_secs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (name) DO UPDATE SET ruleset = excluded.ruleset,
+                engine = excluded.engine, last_sequence = excluded.last_sequence,
+                last_bundle = excluded.last_bundle, last_bundle_at = excluded.last_bundle_at,
+                last_seen_at = excluded.last_seen_at, lifetime_secs = excluded.lifetime_secs",
+            params![
+                b.source,
+                b.ruleset,
+                b.engine,
+                b.sequence as i64,
+                b.bundle,
+                b.created_at.to_rfc3339(),
+                now,
+                b.lifetime_secs
+            ],
+        )?;
+        if let Some(a) = &b.archive {
+            tx.execute(
+                "INSERT INTO archive_imports (source, version_at, sha256, bundle, file, imported_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (source) DO UPDATE SET version_at = excluded.version_at,
+                    sha256 = excluded.sha256, bundle = excluded.bundle, file = excluded.file,
+                    imported_at = excluded.imported_at",
+                params![
+                    b.source,
+                    a.version_at.to_rfc3339(),
+                    a.sha256,
+                    a.bundle,
+                    a.file,
+                    now
+                ],
+            )?;
+        }
+        if let Some(d) = &b.download {
+            tx.execute(
+                "INSERT OR REPLACE INTO downloads (bundle, source, url, md5, downloaded_at)
+                 VALUES (?2, ?1, ?3, ?4, ?5)",
+                params![
+                    b.source,
+                    b.bundle,
+                    d.url,
+                    d.md5,
+                    d.downloaded_at.to_rfc3339()
+                ],
+            )?;
+        }
+        let report = report_gz()?;
+        crate::timing::mark("report joined");
+        tx.execute(
+            "INSERT OR REPLACE INTO reports (bundle, report) VALUES (?1, ?2)",
+            params![b.bundle, report],
+        )?;
+        journal_in(
+            tx,
+            b.bundle,
+            Some(b.source),
+            Some(b.sequence),
+            "stored",
+            "in-progress",
+            None,
+        )?;
+        drop((hist, remove, hist_removed, put));
+        crash_hook();
+        self.tx.commit()?;
+        Ok(())
+    }
+}
