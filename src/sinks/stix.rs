@@ -100,7 +100,7 @@ struct RuleRow {
     rev: u32,
     msg: String,
     text: Option<String>,
-    hash: String,
+    hash: crate::store::TextHash,
     removed: bool,
     category: Option<String>,
     file: String,
@@ -154,7 +154,7 @@ impl StixSink {
         for r in rows.iter().filter(|r| r.text.is_none()) {
             want.entry(&r.source).or_default().push(TextRef {
                 key: (r.gid, r.sid),
-                hash: r.hash.clone(),
+                hash: r.hash,
                 file: r.file.clone(),
             });
         }

@@ -60,7 +60,7 @@ impl Store {
         let mut rows = st.query([sink])?;
         let mut out = Vec::new();
         // Items whose text is still in their source's payload: (index in `out`, hash).
-        let mut from_payload: HashMap<String, Vec<(usize, String)>> = HashMap::new();
+        let mut from_payload: HashMap<String, Vec<(usize, crate::store::TextHash)>> = HashMap::new();
         while let Some(r) = rows.next()? {
             let enabled: bool = r.get(9)?;
             let removed: bool = r.get(10)?;
@@ -70,7 +70,7 @@ impl Store {
                 continue;
             }
             let status = policy.status_for(enabled, removed).to_string();
-            let hash: String = r.get(8)?;
+            let hash: crate::store::TextHash = r.get(8)?;
             if had_it {
                 let same = r.get::<_, Option<u32>>(15)? == Some(r.get(5)?)
                     && r.get::<_, Option<String>>(17)?.as_deref() == Some(hash.as_str())
@@ -117,7 +117,7 @@ impl Store {
                 .iter()
                 .map(|(i, hash)| TextRef {
                     key: (out[*i].gid, out[*i].sid),
-                    hash: hash.clone(),
+                    hash: *hash,
                     file: out[*i].file.clone(),
                 })
                 .collect();

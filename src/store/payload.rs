@@ -38,7 +38,7 @@ impl Store {
 #[derive(Debug, Clone)]
 pub struct TextRef {
     pub key: (u32, u32),
-    pub hash: String,
+    pub hash: super::TextHash,
     pub file: String,
 }
 
@@ -48,7 +48,7 @@ pub(super) fn texts_in(
     conn: &Connection,
     source: &str,
     keys: &[(u32, u32)],
-) -> anyhow::Result<HashMap<(u32, u32), (String, String)>> {
+) -> anyhow::Result<HashMap<(u32, u32), (super::TextHash, String)>> {
     let mut out = HashMap::new();
     if keys.is_empty() {
         return Ok(out);
@@ -62,7 +62,7 @@ pub(super) fn texts_in(
             .query_row(params![source, gid, sid], |r| {
                 Ok((
                     r.get::<_, Option<String>>(0)?,
-                    r.get::<_, String>(1)?,
+                    r.get::<_, super::TextHash>(1)?,
                     r.get::<_, String>(2)?,
                 ))
             })
@@ -79,11 +79,11 @@ pub(super) fn texts_in(
             None => {}
         }
     }
-    let hashes: HashMap<(u32, u32), String> =
-        want.iter().map(|w| (w.key, w.hash.clone())).collect();
+    let hashes: HashMap<(u32, u32), super::TextHash> =
+        want.iter().map(|w| (w.key, w.hash)).collect();
     for (k, t) in payload_texts(conn, source, &want)? {
         if let Some(h) = hashes.get(&k) {
-            out.insert(k, (h.clone(), t));
+            out.insert(k, (*h, t));
         }
     }
     Ok(out)

@@ -18,21 +18,72 @@ pub struct NewRule {
     pub msg: std::sync::Arc<str>,
     /// Hash of the rule text without any leading `#` ([`text_hash`]), to see a text change
     /// without a rev bump and to check a text read back from the payload.
-    pub hash: String,
+    pub hash: TextHash,
     /// Shipped enabled (standard) or commented out (non-standard).
     pub enabled: bool,
-    pub classtype: Option<String>,
-    /// Second word of `msg` (`MALWARE` in `ET MALWARE …`).
-    pub category: Option<String>,
+    /// Shared between the rules that name the same one (a few dozen names in all).
+    pub classtype: Option<std::sync::Arc<str>>,
+    /// Second word of `msg` (`MALWARE` in `ET MALWARE …`), shared like `classtype`.
+    pub category: Option<std::sync::Arc<str>>,
     /// Rules file inside the ruleset, e.g. `rules/emerging-info.rules`.
     pub file: std::sync::Arc<str>,
     pub line: usize,
 }
 
-/// Short content hash of a rule text.
-pub fn text_hash(text: &str) -> String {
+/// Short content hash of a rule text: the first 16 bytes of its SHA-256, as the 32 lowercase
+/// hex digits the store keeps. Held inline (no allocation): a full ruleset has tens of thousands.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TextHash([u8; 32]);
+
+impl TextHash {
+    pub fn as_str(&self) -> &str {
+        // Only ever built from hex digits (`text_hash`, `FromSql`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for TextHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for TextHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl rusqlite::ToSql for TextHash {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Text(&self.0),
+        ))
+    }
+}
+
+impl rusqlite::types::FromSql for TextHash {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let t = v.as_str()?;
+        let ok = t.len() == 32 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !ok {
+            return Err(rusqlite::types::FromSqlError::Other(
+                format!("not a text hash (32 lowercase hex digits): {t:?}").into(),
+            ));
+        }
+        let mut h = [0u8; 32];
+        h.copy_from_slice(t.as_bytes());
+        Ok(TextHash(h))
+    }
+}
+
+/// The [`TextHash`] of a rule text.
+pub fn text_hash(text: &str) -> TextHash {
     use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+    let mut h = [0u8; 32];
+    // A 32-byte buffer for 16 bytes: encoding cannot fail.
+    let _ = hex::encode_to_slice(&Sha256::digest(text.as_bytes())[..16], &mut h);
+    TextHash(h)
 }
 
 /// What the store holds for one rule, as the diff needs it (msg and category of a removed rule
@@ -40,7 +91,7 @@ pub fn text_hash(text: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct StoredRule {
     pub rev: u32,
-    pub text_hash: String,
+    pub text_hash: TextHash,
     pub enabled: bool,
     pub removed: bool,
     /// Shared between the rules of one file.

@@ -20,7 +20,7 @@ pub struct Change {
     pub kind: &'static str,
     pub rev: u32,
     pub enabled: bool,
-    pub hash: String,
+    pub hash: super::TextHash,
 }
 
 /// The open transaction of one bundle ([`Store::begin_bundle`]). Dropped without
