@@ -16,8 +16,7 @@ use crate::timing::{self, Activity};
 /// Decompressed bytes of rules files read but not yet consumed. The reader waits above it (a
 /// single larger file is still let through alone), so a slow consumer bounds memory instead of
 /// the archive piling up decompressed.
-const IN_FLIGHT_BYTES: u64 = 6 << 20;
-fn in_flight() -> u64 { std::env::var("XX_BUDGET").ok().and_then(|v| v.parse().ok()).unwrap_or(IN_FLIGHT_BYTES) }
+const IN_FLIGHT_BYTES: u64 = 4 << 20;
 
 /// One payload member the pipeline uses, in payload order.
 #[derive(Debug)]
@@ -49,7 +48,7 @@ impl Budget {
         let Ok(mut used) = self.used.lock() else {
             return;
         };
-        while *used > 0 && *used + n > in_flight() && !self.cancelled.load(Ordering::SeqCst) {
+        while *used > 0 && *used + n > IN_FLIGHT_BYTES && !self.cancelled.load(Ordering::SeqCst) {
             used = match self.room.wait(used) {
                 Ok(u) => u,
                 Err(_) => return,
