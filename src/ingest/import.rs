@@ -111,6 +111,7 @@ pub fn stream(
     stream::with_members(files, limits, |members| {
         // Read while the first files are being decompressed.
         let mut feed = Feed::new(tx, crate::store::rules_in(tx.conn(), source)?);
+        tx.put_payload(files)?;
         for item in members {
             match item? {
                 Item::Rules { rules, errors, .. } => {
@@ -137,6 +138,7 @@ pub fn deduplicated(
     let p = payload::parse_payload(files, limits)?;
     let (rules, duplicates) = payload::dedupe(p.rules);
     let mut feed = Feed::new(tx, crate::store::rules_in(tx.conn(), source)?);
+    tx.put_payload(files)?;
     feed.errors = p.errors;
     feed.rules(&rules)?;
     let mut s = feed.finish();

@@ -96,13 +96,25 @@ pub(super) fn payload_texts(
     source: &str,
     want: &[TextRef],
 ) -> anyhow::Result<HashMap<(u32, u32), String>> {
+    payload_texts_but(conn, source, None, want)
+}
+
+/// [`payload_texts`] from the files not written by bundle `new` (the payload a bundle being
+/// stored replaces, while both are in the store).
+pub(super) fn payload_texts_but(
+    conn: &Connection,
+    source: &str,
+    new: Option<&str>,
+    want: &[TextRef],
+) -> anyhow::Result<HashMap<(u32, u32), String>> {
     if want.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut st =
-        conn.prepare_cached("SELECT name, data FROM payload_files WHERE source = ?1 ORDER BY seq")?;
+    let mut st = conn.prepare_cached(
+        "SELECT name, data FROM payload_files WHERE source = ?1 AND bundle IS NOT ?2 ORDER BY seq",
+    )?;
     let files: Vec<(String, Vec<u8>)> = st
-        .query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(rusqlite::params![source, new], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let keys: std::collections::HashSet<(u32, u32)> = want.iter().map(|w| w.key).collect();
     let names: std::collections::HashSet<String> = want.iter().map(|w| w.file.clone()).collect();

@@ -119,9 +119,6 @@ pub struct StoreBatch<'a> {
     pub replaced: &'a [super::TextRef],
     /// `None`: the bundle carried no IP list, keep the old indicators.
     pub indicators: Option<&'a [Indicator]>,
-    /// The verified payload files `(name, bytes)` as they arrived: they replace the source's
-    /// stored payload, which is where rule texts are read from.
-    pub payload: &'a [(String, Vec<u8>)],
     /// Set for a bare archive: recorded as the source's last accepted archive, in the same
     /// transaction.
     pub archive: Option<ArchiveImport>,

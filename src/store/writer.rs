@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, Transaction};
 
 use super::bundles::journal_in;
-use super::payload::payload_texts;
+use super::payload::payload_texts_but;
 use super::{now_text, NewRule, Store, StoreBatch};
 
 /// A change the history records (every change but the arrival of a rule the store never held).
@@ -100,6 +100,38 @@ impl BundleTx<'_> {
         Ok(())
     }
 
+    /// Store the bundle's verified payload files beside the source's current ones (which
+    /// [`BundleTx::commit`] still reads texts from, then deletes). Called while the payload is
+    /// being parsed, so the copy costs no time of its own.
+    pub fn put_payload(&self, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+        if self.dry {
+            return Ok(());
+        }
+        // After the current files, so `ORDER BY seq` keeps each payload's order.
+        let first: i64 = self.tx.query_row(
+            "SELECT COALESCE(MAX(seq) + 1, 0) FROM payload_files WHERE source = ?1",
+            [&self.source],
+            |r| r.get(0),
+        )?;
+        let mut put = self.tx.prepare_cached(
+            "INSERT INTO payload_files (source, seq, name, sha256, bundle, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (i, (name, data)) in files.iter().enumerate() {
+            use sha2::{Digest, Sha256};
+            let sha = hex::encode(Sha256::digest(data));
+            put.execute(params![
+                self.source,
+                first + i as i64,
+                name,
+                sha,
+                self.bundle,
+                data
+            ])?;
+        }
+        Ok(())
+    }
+
     /// Move the bundle's journal to `stage` inside this transaction (seen by others at commit).
     pub fn journal(&self, stage: &str, sequence: u64) -> anyhow::Result<()> {
         if self.dry {
@@ -131,7 +163,8 @@ impl BundleTx<'_> {
         // The texts the new payload replaces, read from the old payload before it goes:
         // history keeps them for modified rules, and a removed rule keeps its last text in its
         // row.
-        let old_texts: HashMap<(u32, u32), String> = payload_texts(tx, b.source, b.replaced)?;
+        let old_texts: HashMap<(u32, u32), String> =
+            payload_texts_but(tx, b.source, Some(b.bundle), b.replaced)?;
         let mut hist = tx.prepare_cached(
             "INSERT INTO rule_history (source, gid, sid, bundle, change, rev, enabled, text_hash,
                                        previous_text)
@@ -163,17 +196,11 @@ impl BundleTx<'_> {
             hist_removed.execute(params![b.source, gid, sid, b.bundle, text])?;
             remove.execute(params![b.source, gid, sid, b.bundle, text])?;
         }
-        tx.execute("DELETE FROM payload_files WHERE source = ?1", [b.source])?;
-        let mut put = tx.prepare_cached(
-            "INSERT INTO payload_files (source, seq, name, sha256, bundle, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        // The payload this bundle replaces (its own went in with `put_payload`).
+        tx.execute(
+            "DELETE FROM payload_files WHERE source = ?1 AND bundle != ?2",
+            [b.source, b.bundle],
         )?;
-        for (i, (name, data)) in b.payload.iter().enumerate() {
-            use sha2::{Digest, Sha256};
-            let sha = hex::encode(Sha256::digest(data));
-            put.execute(params![b.source, i as i64, name, sha, b.bundle, data])?;
-        }
-        crate::timing::mark("payload written");
         if let Some(inds) = b.indicators {
             tx.execute("DELETE FROM indicators WHERE source = ?1", [b.source])?;
             let mut ins = tx.prepare_cached(
@@ -251,7 +278,7 @@ impl BundleTx<'_> {
             "in-progress",
             None,
         )?;
-        drop((hist, remove, hist_removed, put));
+        drop((hist, remove, hist_removed));
         crash_hook();
         self.tx.commit()?;
         Ok(())

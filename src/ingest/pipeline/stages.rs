@@ -145,7 +145,6 @@ impl Ingestor {
             removed: &d.removed_keys,
             history: &d.history,
             replaced: &d.replaced,
-            payload: &files,
             indicators: s.indicators.as_deref(),
             archive: imp.archive.clone(),
             download: imp.download.clone(),
