@@ -30,7 +30,11 @@ fn archive_that_breaks_after_rows_were_written_leaves_the_store_as_it_was() {
     let env = Env::new();
     // Day 1: 12 files, 1,000 rules each (about 3 MB of rules: several reads of the stream).
     let day1 = files(3_000_000, 12, 1_000, 1);
-    let b1 = env.bundle("et-open", 1, &[("emerging.rules.tar.gz".into(), targz(&day1))]);
+    let b1 = env.bundle(
+        "et-open",
+        1,
+        &[("emerging.rules.tar.gz".into(), targz(&day1))],
+    );
     assert_eq!(env.ingest(&b1).code, Some(0));
     let before = env.dump();
     assert!(before.len() > 12_000, "{}", before.len());
@@ -56,7 +60,10 @@ fn archive_that_breaks_after_rows_were_written_leaves_the_store_as_it_was() {
     let of_day2: Vec<&String> = after.iter().filter(|l| l.contains("00000002")).collect();
     assert_eq!(of_day2.len(), 1, "{of_day2:?}");
     assert!(of_day2[0].contains("rejected"), "{of_day2:?}");
-    let after: Vec<String> = after.into_iter().filter(|l| !l.contains("00000002")).collect();
+    let after: Vec<String> = after
+        .into_iter()
+        .filter(|l| !l.contains("00000002"))
+        .collect();
     assert!(after == before, "the store changed after a rejected bundle");
     let c = rusqlite::Connection::open(env.store_path()).unwrap();
     let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
@@ -72,7 +79,11 @@ fn archive_that_breaks_after_rows_were_written_leaves_the_store_as_it_was() {
     assert_eq!(s["last_sequence"], 1, "{s}");
 
     // The same change, whole, is then stored in full.
-    let b3 = env.bundle("et-open", 3, &[("emerging.rules.tar.gz".into(), targz(&day2))]);
+    let b3 = env.bundle(
+        "et-open",
+        3,
+        &[("emerging.rules.tar.gz".into(), targz(&day2))],
+    );
     let o = env.ingest(&b3);
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(o.stdout.contains("modified 12000"), "{o:?}");
@@ -84,7 +95,11 @@ fn a_payload_streamed_in_many_reads_stores_what_one_file_does() {
     let many = files(4_000_000, 24, 1_000, 3);
     let one: Vec<u8> = many.iter().flat_map(|(_, d)| d.clone()).collect();
     let a = Env::new();
-    let ba = a.bundle("et-open", 1, &[("emerging.rules.tar.gz".into(), targz(&many))]);
+    let ba = a.bundle(
+        "et-open",
+        1,
+        &[("emerging.rules.tar.gz".into(), targz(&many))],
+    );
     assert_eq!(a.ingest(&ba).code, Some(0));
     let b = Env::new();
     let bb = b.bundle(

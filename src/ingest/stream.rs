@@ -182,10 +182,13 @@ fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc:
                 scope.spawn(move |_| {
                     let _parse = timing::Span::new(Activity::Parse);
                     let file: Arc<str> = Arc::from(path.as_str());
-                    let (parts, errors, _) =
-                        crate::rules::fold_lean(&path, &data, opts, payload::Chunk::default, |c, r| {
-                            c.push(&r, &file)
-                        });
+                    let (parts, errors, _) = crate::rules::fold_lean(
+                        &path,
+                        &data,
+                        opts,
+                        payload::Chunk::default,
+                        |c, r| c.push(&r, &file),
+                    );
                     bar.inc(data.len() as u64);
                     drop(data);
                     let rules = parts.into_iter().flat_map(|c| c.rules).collect();

@@ -114,7 +114,9 @@ pub(super) fn payload_texts_but(
         "SELECT name, data FROM payload_files WHERE source = ?1 AND bundle IS NOT ?2 ORDER BY seq",
     )?;
     let files: Vec<(String, Vec<u8>)> = st
-        .query_map(rusqlite::params![source, new], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(rusqlite::params![source, new], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<Result<_, _>>()?;
     let keys: std::collections::HashSet<(u32, u32)> = want.iter().map(|w| w.key).collect();
     let names: std::collections::HashSet<String> = want.iter().map(|w| w.file.clone()).collect();

@@ -180,11 +180,15 @@ impl Store {
         match v {
             None => {
                 // One transaction: a new store gets its whole schema or none of it (and one
-                // sync instead of one per table).
+                // sync instead of one per table). Dropped on an error before COMMIT, the
+                // connection rolls it back.
                 conn.execute_batch(&format!(
-                    "BEGIN;\n{SCHEMA}\n{DOWNLOADS_TABLE}\nINSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});\nCOMMIT;"
+                    "BEGIN;\n{SCHEMA}\n{DOWNLOADS_TABLE}\nINSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});"
                 ))
                 .with_context(ctx)?;
+                Store::ensure_manifest_table(&conn).with_context(ctx)?;
+                indicators::create(&conn).with_context(ctx)?;
+                conn.execute_batch("COMMIT;").with_context(ctx)?;
             }
             Some(v) if v == SCHEMA_VERSION => {
                 conn.execute_batch(DOWNLOADS_TABLE).with_context(ctx)?;
