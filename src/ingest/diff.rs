@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::report_gz::ReportGz;
 use crate::store::{Change, NewRule, StoredRule, TextRef};
 
 /// Counts per kind of change. `modified` wins over `enabled_changed` when a rule has both.
@@ -36,7 +37,7 @@ pub struct Entry {
 }
 
 /// The diff of one bundle.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Diff {
     pub counts: Counts,
     pub added: Vec<Entry>,
@@ -55,6 +56,8 @@ pub struct Diff {
     /// Rules in the bundle, and how many of them are standard (shipped enabled).
     pub rules: u64,
     pub standard: u64,
+    /// Where `added` went instead, when it was streamed ([`Differ::stream_added`]).
+    pub report_gz: Option<ReportGz>,
 }
 
 fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
@@ -97,6 +100,8 @@ pub struct Differ {
     old: HashMap<(u32, u32), StoredRule>,
     seen: HashSet<(u32, u32)>,
     d: Diff,
+    /// The first error of the streamed report, given back by `finish`.
+    report_err: Option<anyhow::Error>,
 }
 
 impl Differ {
@@ -109,6 +114,24 @@ impl Differ {
             seen: HashSet::with_capacity(old.len()),
             old,
             d,
+            report_err: None,
+        }
+    }
+
+    /// Serialise added rules into `gz` as they come instead of keeping them (`Diff::added`
+    /// stays empty): a first import adds a whole ruleset.
+    pub fn stream_added(&mut self, gz: ReportGz) {
+        self.d.report_gz = Some(gz);
+    }
+
+    fn push_added(&mut self, e: Entry) {
+        match &mut self.d.report_gz {
+            Some(gz) => {
+                if let Err(err) = gz.added(&e) {
+                    self.report_err.get_or_insert(err);
+                }
+            }
+            None => self.d.added.push(e),
         }
     }
 
@@ -122,28 +145,21 @@ impl Differ {
         d.rules += 1;
         d.standard += u64::from(r.enabled);
         let kind = match self.old.get(&key) {
-            None => {
-                d.counts.added += 1;
-                d.added.push(entry(r, None));
-                return Step::Write;
-            }
-            Some(o) if o.removed => {
-                d.counts.added += 1;
-                d.added.push(entry(r, None));
-                "added"
-            }
+            // New to the store: no history row, the report records its arrival.
+            None => None,
+            Some(o) if o.removed => Some("added"),
             Some(o) if o.rev != r.rev || o.text_hash != r.hash => {
                 if o.text_hash != r.hash {
                     d.replaced.push(text_ref(key, o));
                 }
                 d.counts.modified += 1;
                 d.modified.push(entry(r, Some(o.rev)));
-                "modified"
+                Some("modified")
             }
             Some(o) if o.enabled != r.enabled => {
                 d.counts.enabled_changed += 1;
                 d.enabled_changed.push(entry(r, None));
-                "enabled_changed"
+                Some("enabled_changed")
             }
             Some(o) => {
                 d.counts.unchanged += 1;
@@ -154,20 +170,34 @@ impl Differ {
                 };
             }
         };
-        d.history.push(Change {
-            gid: r.gid,
-            sid: r.sid,
-            kind,
-            rev: r.rev,
-            enabled: r.enabled,
-            hash: r.hash,
-        });
+        if matches!(kind, None | Some("added")) {
+            self.d.counts.added += 1;
+            self.push_added(entry(r, None));
+        }
+        if let Some(kind) = kind {
+            self.d.history.push(Change {
+                gid: r.gid,
+                sid: r.sid,
+                kind,
+                rev: r.rev,
+                enabled: r.enabled,
+                hash: r.hash,
+            });
+        }
         Step::Write
     }
 
     /// The rules of the store the bundle no longer has, and the whole diff.
-    pub fn finish(self) -> Diff {
-        let Differ { old, seen, mut d } = self;
+    pub fn finish(self) -> anyhow::Result<Diff> {
+        let Differ {
+            old,
+            seen,
+            mut d,
+            report_err,
+        } = self;
+        if let Some(e) = report_err {
+            return Err(e);
+        }
         let mut removed: Vec<_> = old
             .iter()
             .filter(|(k, o)| !o.removed && !seen.contains(k))
@@ -189,17 +219,8 @@ impl Differ {
                 previous_rev: None,
             });
         }
-        d
+        Ok(d)
     }
-}
-
-/// Compare the new, deduplicated rules of a source with what the store holds for it.
-pub fn diff(new: &[NewRule], old: HashMap<(u32, u32), StoredRule>) -> Diff {
-    let mut differ = Differ::new(old);
-    for r in new {
-        differ.add(r);
-    }
-    differ.finish()
 }
 
 impl Diff {

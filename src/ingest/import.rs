@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use super::diff::{Diff, Differ, Step};
 use super::payload::{self, Limits, PayloadError};
+use super::report_gz::ReportGz;
 use super::stream::{self, Item};
 use crate::store::{BundleTx, Indicator, NewRule, StoredRule};
 
@@ -58,9 +59,14 @@ struct Feed<'t, 's> {
 impl<'t, 's> Feed<'t, 's> {
     fn new(tx: &'t BundleTx<'s>, old: HashMap<(u32, u32), StoredRule>) -> Self {
         crate::timing::mark("stored rules loaded");
+        let mut differ = Differ::new(old);
+        if !tx.is_dry() {
+            // A dry run's report is returned whole; a stored one is gzipped as it is made.
+            differ.stream_added(ReportGz::start());
+        }
         Feed {
             tx,
-            differ: Differ::new(old),
+            differ,
             errors: Vec::new(),
             lists: Vec::new(),
         }
@@ -82,9 +88,9 @@ impl<'t, 's> Feed<'t, 's> {
         Ok(true)
     }
 
-    fn finish(self) -> Streamed {
+    fn finish(self) -> Result<Streamed, Failed> {
         let mut s = Streamed {
-            diff: self.differ.finish(),
+            diff: self.differ.finish()?,
             errors: self.errors,
             ..Streamed::default()
         };
@@ -96,7 +102,7 @@ impl<'t, 's> Feed<'t, 's> {
             s.indicators = Some(inds);
         }
         crate::timing::mark("rules diffed and written");
-        s
+        Ok(s)
     }
 }
 
@@ -123,7 +129,7 @@ pub fn stream(
                 Item::IpList { path, data } => feed.lists.push((path, data)),
             }
         }
-        Ok(Some(feed.finish()))
+        Ok(Some(feed.finish()?))
     })
 }
 
@@ -141,7 +147,7 @@ pub fn deduplicated(
     tx.put_payload(files)?;
     feed.errors = p.errors;
     feed.rules(&rules)?;
-    let mut s = feed.finish();
+    let mut s = feed.finish()?;
     s.indicators = p.indicators;
     s.indicator_errors = p.indicator_errors;
     s.duplicates = duplicates;

@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod medium;
 pub mod payload;
 pub mod pipeline;
+pub mod report_gz;
 pub mod stream;
 pub mod watcher;
 

@@ -59,6 +59,11 @@ impl Store {
 }
 
 impl BundleTx<'_> {
+    /// A dry run's: it writes nothing.
+    pub fn is_dry(&self) -> bool {
+        self.dry
+    }
+
     /// The store as this transaction sees it (for reads between writes).
     pub fn conn(&self) -> &Connection {
         &self.tx

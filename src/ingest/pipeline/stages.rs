@@ -149,13 +149,16 @@ impl Ingestor {
             archive: imp.archive.clone(),
             download: imp.download.clone(),
         };
-        // A full ruleset's report is several MB of JSON: it is gzipped on another core while
-        // the rest of the bundle is written, and joined just before the commit.
+        // The report's `added` list was gzipped as the rules came (`d.report_gz`); the rest
+        // is added on another core while the rest of the bundle is written, and joined just
+        // before the commit.
+        let streamed = d.report_gz.take();
         std::thread::scope(|sc| {
-            let gz = sc.spawn(|| {
-                crate::timing::timed(crate::timing::Activity::Report, || {
+            let gz = sc.spawn(|| match streamed {
+                Some(gz) => gz.finish(&report),
+                None => crate::timing::timed(crate::timing::Activity::Report, || {
                     crate::store::gzip_json(&report)
-                })
+                }),
             });
             tx.commit(
                 &batch,
