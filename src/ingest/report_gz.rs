@@ -115,7 +115,7 @@ mod tests {
             msg: format!("ET TEST \"quoted\" {sid}").into(),
             file: "rules/emerging-test.rules".into(),
             category: Some("TEST".into()),
-            enabled: sid % 2 == 0,
+            enabled: sid.is_multiple_of(2),
             previous_rev: None,
         }
     }
