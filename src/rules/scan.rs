@@ -150,7 +150,8 @@ impl Out<'_, '_, '_> {
 }
 
 /// Parse the lines in `range` of `data`; `first_line` is the line number of `range.start`.
-/// Each rule goes to `on_rule` (so count-only callers never hold them); errors are returned.
+/// Each rule goes to `on_rule` (so count-only callers never hold them); returns the errors and the
+/// number of lines read (the `\n`s in `range` when it ends with one).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn parse_range<'a>(
     file: &str,
@@ -161,7 +162,7 @@ pub(crate) fn parse_range<'a>(
     max_len: usize,
     details: bool,
     on_rule: &mut dyn FnMut(Rule<'a>),
-) -> Vec<RuleError> {
+) -> (Vec<RuleError>, usize) {
     let mut out = Out {
         file,
         on_rule,
@@ -236,7 +237,7 @@ pub(crate) fn parse_range<'a>(
                         "incomplete rule at end of file: the last line ends with a `\\` continuation"
                             .into(),
                     );
-                    return out.errors;
+                    return (out.errors, line_no - first_line);
                 }
                 let (r2, n2) = next_line(pos);
                 line_no += 1;
@@ -347,7 +348,7 @@ pub(crate) fn parse_range<'a>(
             details,
         );
     }
-    out.errors
+    (out.errors, line_no - first_line)
 }
 
 /// Check size, encoding and control bytes of one logical rule, then parse it.

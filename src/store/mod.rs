@@ -28,11 +28,9 @@ pub use bundles::{gzip_json, ArchiveImport, BundleRow, Provenance, SourceRow};
 pub use exports::ExportPolicy;
 pub use indicators::IndicatorPolicy;
 pub use payload::TextRef;
-pub use rules::{
-    labels_in, rules_in, text_hash, Label, NewRule, StoreBatch, StoredRule, TextHash,
-};
-pub use writer::{BundleTx, Change};
+pub use rules::{labels_in, rules_in, text_hash, Label, NewRule, StoreBatch, StoredRule, TextHash};
 pub use schema::SCHEMA_VERSION;
+pub use writer::{BundleTx, Change};
 
 /// An IP or CIDR from a plain IP list, with the list's section name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
