@@ -516,13 +516,21 @@ fn check_value(name: &str, value: &str, snort3: bool) -> Result<(), String> {
         let mut i = 1;
         let mut close = None;
         while i < b.len() {
-            match b[i] {
-                b'\\' => i += 2,
-                b'"' => {
+            // Jump to the next `\` or `"`; an escape skips the byte after it.
+            i = find_word(
+                b,
+                i,
+                b.len(),
+                |w| eq_mask(w, b'\\') | eq_mask(w, b'"'),
+                |c| c == b'\\' || c == b'"',
+            );
+            match b.get(i) {
+                Some(b'"') => {
                     close = Some(i);
                     break;
                 }
-                _ => i += 1,
+                Some(_) => i += 2,
+                None => break,
             }
         }
         let Some(c) = close else {
