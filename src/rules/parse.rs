@@ -51,8 +51,9 @@ pub(crate) fn starts_with_action(b: &[u8]) -> Option<&[u8]> {
 }
 
 fn action_ok(word: &str) -> Result<(), String> {
-    let (base, scope) = match word.split_once(':') {
-        Some((b, s)) => (b, Some(s)),
+    // `:` is ASCII, so its byte position is a char boundary (a byte scan: actions are short).
+    let (base, scope) = match word.bytes().position(|c| c == b':') {
+        Some(i) => (&word[..i], Some(&word[i + 1..])),
         None => (word, None),
     };
     if !ACTIONS.iter().any(|a| a.eq_ignore_ascii_case(base)) {
@@ -270,7 +271,11 @@ pub(crate) fn parse_rule<'t>(
             "priority" => rule.priority = Some(number("priority", value)?),
             "target" => rule.target = Some(Cow::Borrowed(value)),
             "noalert" => rule.noalert = true,
-            "flowbits" | "xbits" if value.split(',').any(|p| p.trim() == "noalert") => {
+            // The substring test first: most flowbits values never mention noalert.
+            "flowbits" | "xbits"
+                if memchr::memmem::find(value.as_bytes(), b"noalert").is_some()
+                    && value.split(',').any(|p| p.trim() == "noalert") =>
+            {
                 rule.noalert = true;
             }
             "reference" if details => {
