@@ -299,6 +299,7 @@ fn parse_chunks<'a, T: Send>(
                 dialect,
                 opts.max_rule_len,
                 details,
+                None,
                 &mut |r| add(&mut acc, r),
             );
             (acc, errors)
@@ -389,10 +390,8 @@ pub fn summarize_releasing(
         scan::chunk_boundaries(data, CHUNK)
             .into_par_iter()
             .map(|range| {
-                if speculative && scan::detect(&data[range.clone()]) == Dialect::Snort3 {
-                    return None;
-                }
                 let mut acc = FileSummary::default();
+                let mut seen = false;
                 let (errors, lines) = scan::parse_range(
                     file,
                     data,
@@ -401,10 +400,15 @@ pub fn summarize_releasing(
                     dialect,
                     opts.max_rule_len,
                     false,
+                    speculative.then_some(&mut seen),
                     &mut |r| count_rule(&mut acc, &r),
                 );
+                // Snort 3 lines are looked for during the parse, inline modifiers right after it
+                // (while the chunk is in the cache); either discards this chunk's counts, as the
+                // whole file is then parsed again below.
+                let snort3 = speculative && (seen || scan::snort3_modifiers(&data[range.clone()]));
                 release(range);
-                Some((acc, errors, lines))
+                (!snort3).then_some((acc, errors, lines))
             })
             .collect();
     if parts.iter().any(Option::is_none) {

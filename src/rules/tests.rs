@@ -224,13 +224,24 @@ fn summarize_releasing_matches_the_whole_file_parse() {
 
 #[test]
 fn summarize_releasing_finds_snort3_in_a_late_chunk() {
-    let mut s = big_file(30_000);
-    // A header-less rule near the end makes the whole file Snort 3, as detection on the whole file
-    // would.
-    s.push_str("alert (msg:\"s3\"; sid:99999999; rev:1;)\n");
-    let opts = ParseOptions::default();
-    let got = summarize_releasing("x.rules", s.as_bytes(), &opts, &|_| {});
-    assert_eq!(got.dialect, Dialect::Snort3);
-    assert_eq!(got, summarize_whole("x.rules", s.as_bytes(), &opts));
-    assert_eq!(got.keys.last(), Some(&(1, 99_999_999)));
+    // Each marker near the end makes the whole file Snort 3, as detection on the whole file would:
+    // a header-less rule, a line starting with `(` that is the continuation of a `\` line (seen
+    // only by the continuation loop), an inline content modifier.
+    for marker in [
+        "alert (msg:\"s3\"; sid:99999999; rev:1;)\n",
+        "alert tcp any any -> any any (msg:\"c\"; \\\n(sid:99999999; rev:1;)\n",
+        "alert tcp any any -> any any (content:\"x\",nocase; sid:99999999; rev:1;)\n",
+    ] {
+        let mut s = big_file(30_000);
+        s.push_str(marker);
+        let opts = ParseOptions::default();
+        let got = summarize_releasing("x.rules", s.as_bytes(), &opts, &|_| {});
+        assert_eq!(got.dialect, Dialect::Snort3, "{marker}");
+        assert_eq!(
+            got,
+            summarize_whole("x.rules", s.as_bytes(), &opts),
+            "{marker}"
+        );
+        assert_eq!(scan::detect(s.as_bytes()), Dialect::Snort3, "{marker}");
+    }
 }
