@@ -107,8 +107,7 @@ pub fn print() {
     }
     mark("exit");
     let Ok(marks) = MARKS.lock() else { return };
-    let mut out =
-        String::from("timings: stage reached at ms (+ms since the previous), peak RSS MiB\n");
+    let mut out = String::from("timings: stage reached at ms (+ms since the previous), peak RSS MiB\n");
     let mut prev = Duration::ZERO;
     for (label, at, rss) in marks.iter() {
         out.push_str(&format!(

@@ -17,12 +17,7 @@ use crate::timing::{self, Activity};
 /// single larger file is still let through alone), so a slow consumer bounds memory instead of
 /// the archive piling up decompressed.
 const IN_FLIGHT_BYTES: u64 = 6 << 20;
-fn in_flight() -> u64 {
-    std::env::var("XX_BUDGET")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(IN_FLIGHT_BYTES)
-}
+fn in_flight() -> u64 { std::env::var("XX_BUDGET").ok().and_then(|v| v.parse().ok()).unwrap_or(IN_FLIGHT_BYTES) }
 
 /// One payload member the pipeline uses, in payload order.
 #[derive(Debug)]
@@ -188,13 +183,10 @@ fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc:
                 scope.spawn(move |_| {
                     let _parse = timing::Span::new(Activity::Parse);
                     let file: Arc<str> = Arc::from(path.as_str());
-                    let (parts, errors, _) = crate::rules::fold_lean(
-                        &path,
-                        &data,
-                        opts,
-                        payload::Chunk::default,
-                        |c, r| c.push(&r, &file),
-                    );
+                    let (parts, errors, _) =
+                        crate::rules::fold_lean(&path, &data, opts, payload::Chunk::default, |c, r| {
+                            c.push(&r, &file)
+                        });
                     bar.inc(data.len() as u64);
                     drop(data);
                     let rules = parts.into_iter().flat_map(|c| c.rules).collect();

@@ -60,8 +60,7 @@ impl Store {
         let mut rows = st.query([sink])?;
         let mut out = Vec::new();
         // Items whose text is still in their source's payload: (index in `out`, hash).
-        let mut from_payload: HashMap<String, Vec<(usize, crate::store::TextHash)>> =
-            HashMap::new();
+        let mut from_payload: HashMap<String, Vec<(usize, crate::store::TextHash)>> = HashMap::new();
         while let Some(r) = rows.next()? {
             let enabled: bool = r.get(9)?;
             let removed: bool = r.get(10)?;

@@ -28,9 +28,11 @@ pub use bundles::{gzip_json, ArchiveImport, BundleRow, Provenance, SourceRow};
 pub use exports::ExportPolicy;
 pub use indicators::IndicatorPolicy;
 pub use payload::TextRef;
-pub use rules::{labels_in, rules_in, text_hash, Label, NewRule, StoreBatch, StoredRule, TextHash};
-pub use schema::SCHEMA_VERSION;
+pub use rules::{
+    labels_in, rules_in, text_hash, Label, NewRule, StoreBatch, StoredRule, TextHash,
+};
 pub use writer::{BundleTx, Change};
+pub use schema::SCHEMA_VERSION;
 
 /// An IP or CIDR from a plain IP list, with the list's section name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -153,15 +153,8 @@ impl Store {
         // mean fewer page writes for a full ruleset.
         conn.pragma_update(None, "page_size", 16384)
             .with_context(ctx)?;
-        conn.pragma_update(
-            None,
-            "cache_size",
-            std::env::var("XX_CACHE")
-                .ok()
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(-4096),
-        )
-        .with_context(ctx)?;
+        conn.pragma_update(None, "cache_size", std::env::var("XX_CACHE").ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(-4096))
+            .with_context(ctx)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .with_context(ctx)?;
         // FULL: a stored bundle survives a power cut, which the journal relies on.
