@@ -27,7 +27,8 @@ fi
 
 echo "== building release binary" >&2
 (cd "$root" && cargo build --release --quiet)
-etferry="$root/target/release/etferry"
+# The binary is where cargo put it: $CARGO_TARGET_DIR when set, else the repository's target/.
+etferry="${CARGO_TARGET_DIR:-$root/target}/release/etferry"
 
 if ! "$venv/bin/python" -c 'import suricata.update.rule' 2>/dev/null; then
     echo "== creating venv with suricata-update in $venv" >&2

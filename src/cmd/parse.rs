@@ -49,11 +49,16 @@ pub fn run(args: Args, _g: &Global) -> anyhow::Result<Exit> {
         eprintln!("etferry: warning: no .rules files found in the given paths");
     }
     // Count-only parsing: the command needs counts, identities and errors, not the rules, so
-    // memory stays bounded by the parser's chunk size instead of growing with the ruleset.
+    // memory stays bounded by the parser's chunk size instead of growing with the ruleset; the
+    // pages of a mapped file leave memory once their chunk is parsed.
     // Files in parallel (and each large file in chunks); results keep the input order.
     let parsed: Vec<(String, FileSummary)> = files
         .par_iter()
-        .map(|(name, data)| (name.clone(), rules::summarize(name, data, &opts)))
+        .map(|(name, data)| {
+            let release = |r: std::ops::Range<usize>| data.release(r);
+            let summary = rules::summarize_releasing(name, data, &opts, &release);
+            (name.clone(), summary)
+        })
         .collect();
     drop(files);
     let summary = summarise(&parsed, args.errors);
@@ -181,6 +186,33 @@ impl Input {
         }
         Ok(Input::Owned(data))
     }
+}
+
+impl Input {
+    /// Let the pages wholly inside `range` of a mapped input leave this process's memory (its
+    /// resident set): they are parsed and not needed again. Owned inputs keep their bytes.
+    fn release(&self, range: std::ops::Range<usize>) {
+        let Input::Mapped(m) = self else { return };
+        let page = page_size();
+        let start = range.start.div_ceil(page) * page;
+        let end = range.end.min(m.len()) / page * page;
+        if end > start {
+            // SAFETY: the map is private and read-only, so no page holds data of its own:
+            // MADV_DONTNEED only drops the process's reference, and a page touched again (by a
+            // neighbouring chunk's parser, or a slice still alive) is read back from the page cache
+            // with the same bytes. A failure only means the pages stay resident.
+            let _ = unsafe {
+                m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        }
+    }
+}
+
+/// The system's page size (4 KiB if it cannot be read).
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions; it only reads a system constant.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
 impl std::ops::Deref for Input {

@@ -291,7 +291,7 @@ fn parse_chunks<'a, T: Send>(
         .into_par_iter()
         .map(|(range, first_line)| {
             let mut acc = init();
-            let errors = scan::parse_range(
+            let (errors, _) = scan::parse_range(
                 file,
                 data,
                 range,
@@ -299,6 +299,7 @@ fn parse_chunks<'a, T: Send>(
                 dialect,
                 opts.max_rule_len,
                 details,
+                None,
                 &mut |r| add(&mut acc, r),
             );
             (acc, errors)
@@ -359,13 +360,97 @@ pub fn fold_lean<'a, T: Send>(
 /// Parse `data` chunk by chunk in parallel and keep only counts, keys and errors, so memory stays
 /// proportional to the input rather than to the parsed rules.
 pub fn summarize(file: &str, data: &[u8], opts: &ParseOptions) -> FileSummary {
+    summarize_releasing(file, data, opts, &|_| {})
+}
+
+/// [`summarize`], calling `release(range)` once the bytes in `range` are parsed and never read
+/// again, so a caller holding `data` in a mapped file can drop those pages from memory; peak
+/// memory then follows the chunks in flight instead of the file size.
+///
+/// Nothing reads the whole file before its chunks are parsed: line numbers are counted per chunk
+/// and shifted afterwards, and with [`Dialect::Auto`] each chunk looks for Snort 3 markers itself
+/// while it is parsed the Suricata way; if any chunk finds one, the file is parsed again as Snort 3,
+/// exactly as [`resolve`] on the whole file would have decided.
+pub fn summarize_releasing(
+    file: &str,
+    data: &[u8],
+    opts: &ParseOptions,
+    release: &(dyn Fn(Range<usize>) + Sync),
+) -> FileSummary {
+    if data.len() <= CHUNK || opts.dialect == Dialect::Snort3 {
+        return summarize_whole(file, data, opts);
+    }
+    let speculative = opts.dialect == Dialect::Auto;
+    let dialect = if speculative {
+        Dialect::Suricata
+    } else {
+        opts.dialect
+    };
+    let parts: Vec<Option<(FileSummary, Vec<RuleError>, usize)>> =
+        scan::chunk_boundaries(data, CHUNK)
+            .into_par_iter()
+            .map(|range| {
+                let mut acc = FileSummary::default();
+                let mut seen = false;
+                let (errors, lines) = scan::parse_range(
+                    file,
+                    data,
+                    range.clone(),
+                    1,
+                    dialect,
+                    opts.max_rule_len,
+                    false,
+                    speculative.then_some(&mut seen),
+                    &mut |r| count_rule(&mut acc, &r),
+                );
+                // Snort 3 lines are looked for during the parse, inline modifiers right after it
+                // (while the chunk is in the cache); either discards this chunk's counts, as the
+                // whole file is then parsed again below.
+                let snort3 = speculative && (seen || scan::snort3_modifiers(&data[range.clone()]));
+                release(range);
+                (!snort3).then_some((acc, errors, lines))
+            })
+            .collect();
+    if parts.iter().any(Option::is_none) {
+        let opts = ParseOptions {
+            dialect: Dialect::Snort3,
+            ..opts.clone()
+        };
+        return summarize_whole(file, data, &opts);
+    }
+    let mut out = FileSummary {
+        dialect,
+        keys: Vec::with_capacity(parts.iter().flatten().map(|(p, _, _)| p.keys.len()).sum()),
+        ..Default::default()
+    };
+    // Chunk k starts after the lines of chunks 0..k (every chunk but the last ends with `\n`).
+    let mut offset = 0;
+    for (p, errors, lines) in parts.into_iter().flatten() {
+        out.enabled += p.enabled;
+        out.disabled += p.disabled;
+        out.keys.extend(p.keys);
+        out.errors.extend(errors.into_iter().map(|mut e| {
+            e.line += offset;
+            e
+        }));
+        offset += lines;
+    }
+    out
+}
+
+fn count_rule(s: &mut FileSummary, r: &Rule<'_>) {
+    if r.enabled {
+        s.enabled += 1;
+    } else {
+        s.disabled += 1;
+    }
+    s.keys.push((r.gid, r.sid));
+}
+
+/// [`summarize`] with the dialect resolved over the whole file first.
+fn summarize_whole(file: &str, data: &[u8], opts: &ParseOptions) -> FileSummary {
     let (parts, errors, dialect) = fold_lean(file, data, opts, FileSummary::default, |s, r| {
-        if r.enabled {
-            s.enabled += 1;
-        } else {
-            s.disabled += 1;
-        }
-        s.keys.push((r.gid, r.sid));
+        count_rule(s, &r)
     });
     let mut out = FileSummary {
         dialect,

@@ -51,8 +51,9 @@ pub(crate) fn starts_with_action(b: &[u8]) -> Option<&[u8]> {
 }
 
 fn action_ok(word: &str) -> Result<(), String> {
-    let (base, scope) = match word.split_once(':') {
-        Some((b, s)) => (b, Some(s)),
+    // `:` is ASCII, so its byte position is a char boundary (a byte scan: actions are short).
+    let (base, scope) = match word.bytes().position(|c| c == b':') {
+        Some(i) => (&word[..i], Some(&word[i + 1..])),
         None => (word, None),
     };
     if !ACTIONS.iter().any(|a| a.eq_ignore_ascii_case(base)) {
@@ -88,8 +89,8 @@ fn shorten(s: &str) -> String {
     }
 }
 
-fn is_blank(c: char) -> bool {
-    c == ' ' || c == '\t' || c == '\n' || c == '\r'
+fn is_blank_byte(c: u8) -> bool {
+    c == b' ' || c == b'\t' || c == b'\n' || c == b'\r'
 }
 
 /// Parse one rule (`text` starts at the action; any leading `#` already removed).
@@ -102,10 +103,13 @@ pub(crate) fn parse_rule<'t>(
     let suricata = dialect == Dialect::Suricata || dialect == Dialect::Auto;
     let snort3 = dialect == Dialect::Snort3;
 
-    // Action.
-    let action_end = text
-        .find(|c: char| is_blank(c) || c == '(')
-        .unwrap_or(text.len());
+    // Action. Every delimiter is ASCII, so byte positions are char boundaries; the action and
+    // header are short, so plain byte loops beat `memchr` and char-pattern searches here.
+    let tb = text.as_bytes();
+    let action_end = tb
+        .iter()
+        .position(|&c| is_blank_byte(c) || c == b'(')
+        .unwrap_or(tb.len());
     let action = &text[..action_end];
     if action.is_empty() {
         return Err("rule does not start with an action".into());
@@ -113,7 +117,11 @@ pub(crate) fn parse_rule<'t>(
     action_ok(action)?;
 
     // The option body starts at the first `(`.
-    let Some(open) = text[action_end..].find('(').map(|i| action_end + i) else {
+    let Some(open) = tb[action_end..]
+        .iter()
+        .position(|&c| c == b'(')
+        .map(|i| action_end + i)
+    else {
         return Err("no option body: expected `(` after the header".into());
     };
     let header_text = &text[action_end..open];
@@ -121,7 +129,7 @@ pub(crate) fn parse_rule<'t>(
 
     // The body ends at the last `)`; only whitespace may follow it.
     let trimmed = text.trim_ascii_end();
-    let close = match trimmed.rfind(')') {
+    let close = match trimmed.as_bytes().iter().rposition(|&c| c == b')') {
         Some(c) if c > open => c,
         _ => return Err("missing closing `)` at the end of the rule".into()),
     };
@@ -161,42 +169,72 @@ pub(crate) fn parse_rule<'t>(
     };
 
     // Split on `;` not preceded by `\`, ignoring quotes (as Suricata's SigParseOptions does).
+    // The tail after the last such `;` is looked at first: its "no terminating `;`" error wins
+    // over any error in an earlier option.
     let bytes = body.as_bytes();
-    let mut start = 0;
-    let mut segments: Vec<&str> = Vec::with_capacity(24);
-    for i in memchr::memchr_iter(b';', bytes) {
-        if i > 0 && bytes[i - 1] == b'\\' {
-            continue;
+    let mut split_end = bytes.len();
+    let last_semi = loop {
+        match memchr::memrchr(b';', &bytes[..split_end]) {
+            Some(i) if i > 0 && bytes[i - 1] == b'\\' => split_end = i,
+            other => break other,
         }
-        segments.push(&body[start..i]);
-        start = i + 1;
-    }
-    let tail = body[start..].trim_ascii();
-    if !tail.is_empty() {
-        if suricata {
-            return Err(format!("option `{}` has no terminating `;`", shorten(tail)));
-        }
-        segments.push(tail);
+    };
+    let options_end = last_semi.map_or(0, |i| i + 1);
+    let tail = body[options_end..].trim_ascii();
+    if !tail.is_empty() && suricata {
+        return Err(format!("option `{}` has no terminating `;`", shorten(tail)));
     }
 
     if details {
-        rule.options.reserve_exact(segments.len());
+        rule.options.reserve_exact(16);
     }
     let (mut seen_sid, mut seen_gid, mut seen_rev) = (false, false, false);
-    for seg in segments {
-        let seg = seg.trim_ascii();
+    // Segments are short (a few dozen bytes), so one byte loop finds each segment's end and its
+    // first `:` together instead of two `memchr` calls per option.
+    let mut start = 0;
+    loop {
+        let (seg, colon) = if start < options_end {
+            // `options_end - 1` is an unescaped `;`, so each search below stops at or before it.
+            let mut colon = None;
+            let mut i = start;
+            loop {
+                i = if colon.is_none() {
+                    find_semi_or_colon(bytes, i, options_end)
+                } else {
+                    find_byte(bytes, b';', i, options_end)
+                };
+                if i >= options_end {
+                    // Not reached (see above); ends the segment at the last `;` all the same.
+                    i = options_end - 1;
+                    break;
+                }
+                match bytes[i] {
+                    b';' if i == 0 || bytes[i - 1] != b'\\' => break,
+                    b':' if colon.is_none() => colon = Some(i),
+                    _ => {}
+                }
+                i += 1;
+            }
+            let seg = (start, i, colon);
+            start = i + 1;
+            seg_parts(body, seg)
+        } else if start == options_end && !tail.is_empty() {
+            // Snort 2/3: the last option may omit its `;`.
+            start += 1;
+            let colon = memchr::memchr(b':', tail.as_bytes())
+                .map(|c| (tail[..c].trim_ascii(), tail[c + 1..].trim_ascii()));
+            (tail, colon)
+        } else {
+            break;
+        };
         if seg.is_empty() {
             continue;
         }
-        let (name, value) = match memchr::memchr(b':', seg.as_bytes()) {
-            Some(i) => (seg[..i].trim_ascii(), seg[i + 1..].trim_ascii()),
+        let (name, value) = match colon {
+            Some((n, v)) => (n, v),
             None => (seg, ""),
         };
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-        {
+        if name.is_empty() || !name.bytes().all(|b| NAME_BYTE[usize::from(b)]) {
             return Err(format!(
                 "invalid option `{}` (possible missing `;`)",
                 shorten(seg)
@@ -233,7 +271,11 @@ pub(crate) fn parse_rule<'t>(
             "priority" => rule.priority = Some(number("priority", value)?),
             "target" => rule.target = Some(Cow::Borrowed(value)),
             "noalert" => rule.noalert = true,
-            "flowbits" | "xbits" if value.split(',').any(|p| p.trim() == "noalert") => {
+            // The substring test first: most flowbits values never mention noalert.
+            "flowbits" | "xbits"
+                if memchr::memmem::find(value.as_bytes(), b"noalert").is_some()
+                    && value.split(',').any(|p| p.trim() == "noalert") =>
+            {
                 rule.noalert = true;
             }
             "reference" if details => {
@@ -249,7 +291,7 @@ pub(crate) fn parse_rule<'t>(
                     if entry.is_empty() {
                         continue;
                     }
-                    let (k, v) = match entry.find(is_blank) {
+                    let (k, v) = match entry.bytes().position(is_blank_byte) {
                         Some(i) => (&entry[..i], entry[i..].trim_ascii()),
                         None => (entry, ""),
                     };
@@ -269,6 +311,87 @@ pub(crate) fn parse_rule<'t>(
     Ok(rule)
 }
 
+/// Bytes allowed in an option name: ASCII letters and digits, `_`, `.`, `-` (a table: names are
+/// checked for every option of every rule).
+static NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-';
+        i += 1;
+    }
+    t
+};
+
+const LO: u64 = u64::from_ne_bytes([1; 8]);
+const HI7: u64 = u64::from_ne_bytes([0x7f; 8]);
+
+/// The high bit of each byte of `w` that equals `b` (exact: no false positives).
+#[inline(always)]
+fn eq_mask(w: u64, b: u8) -> u64 {
+    let x = w ^ (LO * u64::from(b));
+    !(((x & HI7).wrapping_add(HI7)) | x | HI7)
+}
+
+/// The index of the first byte in `b[from..end]` that `hit` marks (8 bytes at a time, then one
+/// by one), or `end`. Option segments are a few dozen bytes: too short for `memchr`'s set-up to
+/// pay, long enough for a byte loop to dominate the parse.
+#[inline(always)]
+fn find_word(
+    b: &[u8],
+    mut i: usize,
+    end: usize,
+    hit: impl Fn(u64) -> u64,
+    one: impl Fn(u8) -> bool,
+) -> usize {
+    while i + 8 <= end {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[i..i + 8]);
+        // Little-endian order makes the lowest set bit the first byte.
+        let m = hit(u64::from_le_bytes(a));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < end {
+        if one(b[i]) {
+            return i;
+        }
+        i += 1;
+    }
+    end
+}
+
+/// The first `;` or `:` in `b[from..end]`, or `end`.
+fn find_semi_or_colon(b: &[u8], from: usize, end: usize) -> usize {
+    find_word(
+        b,
+        from,
+        end,
+        |w| eq_mask(w, b';') | eq_mask(w, b':'),
+        |c| c == b';' || c == b':',
+    )
+}
+
+/// The first `c` in `b[from..end]`, or `end`.
+fn find_byte(b: &[u8], c: u8, from: usize, end: usize) -> usize {
+    find_word(b, from, end, |w| eq_mask(w, c), |x| x == c)
+}
+
+/// A segment `body[start..end]` trimmed, and its name and value around the first `:` (at
+/// `colon`, if any), each trimmed.
+#[allow(clippy::type_complexity)]
+fn seg_parts(
+    body: &str,
+    (start, end, colon): (usize, usize, Option<usize>),
+) -> (&str, Option<(&str, &str)>) {
+    let seg = body[start..end].trim_ascii();
+    let parts = colon.map(|c| (body[start..c].trim_ascii(), body[c + 1..end].trim_ascii()));
+    (seg, parts)
+}
+
 /// Header fields: six (proto, src, sport, dir, dst, dport), or for Snort the header-less (zero)
 /// and Snort 3 service-only (one) forms.
 fn parse_header(
@@ -277,7 +400,10 @@ fn parse_header(
 ) -> Result<(Option<Header<'_>>, Option<Cow<'_, str>>), String> {
     let suricata = dialect == Dialect::Suricata || dialect == Dialect::Auto;
     if suricata {
-        if let Some(i) = h.find(['\t', '\n', '\r']) {
+        if let Some(i) = h
+            .bytes()
+            .position(|c| c == b'\t' || c == b'\n' || c == b'\r')
+        {
             let what = if h.as_bytes()[i] == b'\t' {
                 "a tab"
             } else {
@@ -395,13 +521,21 @@ fn check_value(name: &str, value: &str, snort3: bool) -> Result<(), String> {
         let mut i = 1;
         let mut close = None;
         while i < b.len() {
-            match b[i] {
-                b'\\' => i += 2,
-                b'"' => {
+            // Jump to the next `\` or `"`; an escape skips the byte after it.
+            i = find_word(
+                b,
+                i,
+                b.len(),
+                |w| eq_mask(w, b'\\') | eq_mask(w, b'"'),
+                |c| c == b'\\' || c == b'"',
+            );
+            match b.get(i) {
+                Some(b'"') => {
                     close = Some(i);
                     break;
                 }
-                _ => i += 1,
+                Some(_) => i += 2,
+                None => break,
             }
         }
         let Some(c) = close else {
@@ -412,7 +546,7 @@ fn check_value(name: &str, value: &str, snort3: bool) -> Result<(), String> {
         };
         c
     } else {
-        match v[1..].rfind('"') {
+        match v.as_bytes()[1..].iter().rposition(|&c| c == b'"') {
             Some(i) => i + 1,
             None => {
                 return Err(format!(
@@ -444,21 +578,32 @@ fn unquote(v: &str) -> &str {
 
 /// Suricata drops a `\` before any character in msg.
 fn unescape_msg(s: &str) -> Cow<'_, str> {
-    if !s.contains('\\') {
+    let b = s.as_bytes();
+    let Some(first) = memchr::memchr(b'\\', b) else {
         return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
+    };
+    // Byte-wise: `\` is ASCII and never part of a multi-byte character, so dropping it and keeping
+    // the next byte verbatim (a lead byte's continuation bytes follow as ordinary bytes) keeps
+    // every character whole.
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&b[..first]);
+    let mut i = first;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if let Some(&n) = b.get(i + 1) {
                 out.push(n);
             }
+            i += 2;
         } else {
-            out.push(c);
+            out.push(b[i]);
+            i += 1;
         }
     }
-    Cow::Owned(out)
+    match String::from_utf8(out) {
+        Ok(o) => Cow::Owned(o),
+        // Unreachable by the argument above; the input is returned rather than trusting it.
+        Err(_) => Cow::Borrowed(s),
+    }
 }
 
 fn number(name: &str, v: &str) -> Result<u32, String> {

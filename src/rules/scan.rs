@@ -12,28 +12,46 @@ pub(crate) fn detect(data: &[u8]) -> Dialect {
     let mut pos = 0;
     while pos < data.len() {
         let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
-        let line = trim_start(&data[pos..end]);
-        if line.starts_with(b"/*") || line.starts_with(b"(") {
+        if snort3_line(&data[pos..end]) {
             return Dialect::Snort3;
-        }
-        if !line.starts_with(b"#") {
-            if let Some(after) = starts_with_action(line) {
-                // `alert (` (header-less) or `alert http (` (service-only).
-                let rest = trim_start(after);
-                if rest.starts_with(b"(") {
-                    return Dialect::Snort3;
-                }
-                let tok = rest
-                    .iter()
-                    .position(|b| b.is_ascii_whitespace() || *b == b'(')
-                    .unwrap_or(rest.len());
-                if trim_start(&rest[tok..]).starts_with(b"(") {
-                    return Dialect::Snort3;
-                }
-            }
         }
         pos = end + 1;
     }
+    if snort3_modifiers(data) {
+        return Dialect::Snort3;
+    }
+    Dialect::Suricata
+}
+
+/// A line that only Snort 3 writes: a `/*` comment, a line starting with `(`, or a header-less or
+/// service-only rule. A trailing `\r` makes no difference (it is neither `(` nor a word).
+pub(crate) fn snort3_line(line: &[u8]) -> bool {
+    let line = trim_start(line);
+    if line.starts_with(b"/*") || line.starts_with(b"(") {
+        return true;
+    }
+    if !line.starts_with(b"#") {
+        if let Some(after) = starts_with_action(line) {
+            // `alert (` (header-less) or `alert http (` (service-only).
+            let rest = trim_start(after);
+            if rest.starts_with(b"(") {
+                return true;
+            }
+            let tok = rest
+                .iter()
+                .position(|b| b.is_ascii_whitespace() || *b == b'(')
+                .unwrap_or(rest.len());
+            if trim_start(&rest[tok..]).starts_with(b"(") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `data` has an inline content modifier (`content:"x",nocase`, Snort 3 only). Lines end before
+/// any match's look-ahead does, so line-aligned pieces of a file answer like the whole file.
+pub(crate) fn snort3_modifiers(data: &[u8]) -> bool {
     // Inline content modifiers (`content:"x",nocase`) only exist in Snort 3. One scan for `",`,
     // then a look at what follows, instead of one scan per modifier.
     const MODIFIERS: [&[u8]; 6] = [
@@ -48,10 +66,10 @@ pub(crate) fn detect(data: &[u8]) -> Dialect {
     for pos in finder.find_iter(data) {
         let rest = trim_start(&data[pos + 2..]);
         if MODIFIERS.iter().any(|m| rest.starts_with(m)) {
-            return Dialect::Snort3;
+            return true;
         }
     }
-    Dialect::Suricata
+    false
 }
 
 /// Cut `data` into ranges of about `size` bytes that end at a line end that does not continue.
@@ -150,7 +168,12 @@ impl Out<'_, '_, '_> {
 }
 
 /// Parse the lines in `range` of `data`; `first_line` is the line number of `range.start`.
-/// Each rule goes to `on_rule` (so count-only callers never hold them); errors are returned.
+/// Each rule goes to `on_rule` (so count-only callers never hold them); returns the errors and the
+/// number of lines read (the `\n`s in `range` when it ends with one).
+///
+/// With `snort3_seen`, every physical line is also checked with [`snort3_line`] (the line part of
+/// [`detect`], without a second pass over the bytes); on the first hit the flag is set and parsing
+/// stops, as the caller then parses the whole file as Snort 3.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn parse_range<'a>(
     file: &str,
@@ -160,8 +183,9 @@ pub(crate) fn parse_range<'a>(
     dialect: Dialect,
     max_len: usize,
     details: bool,
+    mut snort3_seen: Option<&mut bool>,
     on_rule: &mut dyn FnMut(Rule<'a>),
-) -> Vec<RuleError> {
+) -> (Vec<RuleError>, usize) {
     let mut out = Out {
         file,
         on_rule,
@@ -190,6 +214,12 @@ pub(crate) fn parse_range<'a>(
         let (lr, next) = next_line(pos);
         let start_line = line_no;
         let line = &data[lr.clone()];
+        if let Some(seen) = snort3_seen.as_deref_mut() {
+            if snort3_line(line) {
+                *seen = true;
+                return (out.errors, line_no - first_line);
+            }
+        }
         line_no += 1;
 
         if snort3 {
@@ -236,13 +266,19 @@ pub(crate) fn parse_range<'a>(
                         "incomplete rule at end of file: the last line ends with a `\\` continuation"
                             .into(),
                     );
-                    return out.errors;
+                    return (out.errors, line_no - first_line);
                 }
                 let (r2, n2) = next_line(pos);
                 line_no += 1;
                 pos = n2;
                 last = r2.end;
                 let l2 = &data[r2];
+                if let Some(seen) = snort3_seen.as_deref_mut() {
+                    if snort3_line(l2) {
+                        *seen = true;
+                        return (out.errors, line_no - first_line);
+                    }
+                }
                 if ends_with_backslash(l2) {
                     joined.extend_from_slice(before_backslash(l2));
                     if joined.len() > max_len {
@@ -347,7 +383,7 @@ pub(crate) fn parse_range<'a>(
             details,
         );
     }
-    out.errors
+    (out.errors, line_no - first_line)
 }
 
 /// Check size, encoding and control bytes of one logical rule, then parse it.
@@ -408,15 +444,22 @@ fn emit<'a>(
 /// UTF-8 and control bytes, as Suricata checks them (TAB, LF and CR allowed; LF only matters for
 /// Snort 3 multi-line rules).
 fn check_bytes(b: &[u8], dialect: Dialect) -> Result<&str, String> {
-    let s = std::str::from_utf8(b).map_err(|e| {
-        format!(
-            "rule is not valid UTF-8 (byte 0x{:02x} at column {})",
-            b.get(e.valid_up_to()).copied().unwrap_or(0),
-            e.valid_up_to() + 1
-        )
-    })?;
-    // Fast path without early exit, so the compiler can vectorise it; the slow scan below only runs
-    // when a suspicious byte exists.
+    // Folds without early exit, so the compiler vectorises them (kept apart: a combined fold does
+    // not vectorise): non-ASCII bytes, then control bytes; the slower checks below only run when
+    // such a byte exists.
+    let ascii = b.iter().fold(0u8, |acc, &c| acc | c) < 0x80;
+    let s = if ascii {
+        // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(b) }
+    } else {
+        std::str::from_utf8(b).map_err(|e| {
+            format!(
+                "rule is not valid UTF-8 (byte 0x{:02x} at column {})",
+                b.get(e.valid_up_to()).copied().unwrap_or(0),
+                e.valid_up_to() + 1
+            )
+        })?
+    };
     if !b
         .iter()
         .fold(false, |acc, &c| acc | (c < 0x20) | (c == 0x7f))

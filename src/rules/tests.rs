@@ -171,3 +171,77 @@ fn large_file_chunks_keep_order_and_lines() {
         .enumerate()
         .all(|(i, r)| r.sid as usize == i + 1 && r.file_line == i + 1));
 }
+
+/// A file of `n` one-line rules over several chunks, with a broken rule every 997 lines and a
+/// continued rule every 1009 lines (two physical lines).
+fn big_file(n: usize) -> String {
+    let mut s = String::new();
+    for i in 1..=n {
+        if i % 997 == 0 {
+            s.push_str(&format!(
+                "alert tcp any any -> any any (msg:\"bad {i}\"; sid:{i}\n"
+            ));
+        } else if i % 1009 == 0 {
+            s.push_str(&format!(
+                "alert tcp any any -> any any (msg:\"c {i}\"; \\\n sid:{i}; rev:1;)\n"
+            ));
+        } else {
+            s.push_str(&format!(
+                "alert tcp any any -> any any (msg:\"rule {i}\"; sid:{i}; rev:1;)\n"
+            ));
+        }
+    }
+    s
+}
+
+#[test]
+fn summarize_releasing_matches_the_whole_file_parse() {
+    let s = big_file(30_000);
+    assert!(s.len() > 3 * CHUNK);
+    let released = std::sync::Mutex::new(Vec::new());
+    let release = |r: Range<usize>| released.lock().unwrap().push(r);
+    let opts = ParseOptions::default();
+    let got = summarize_releasing("x.rules", s.as_bytes(), &opts, &release);
+    let want = summarize_whole("x.rules", s.as_bytes(), &opts);
+    assert_eq!(got, want);
+    assert_eq!(got.dialect, Dialect::Suricata);
+    assert_eq!(got.errors.len(), 30_000 / 997);
+    // Lines count the continued rules' second lines too.
+    let p = parse(&s, Dialect::Auto);
+    assert_eq!(
+        got.errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+        p.errors.iter().map(|e| e.line).collect::<Vec<_>>()
+    );
+    assert_eq!(got.errors[0].line, 997);
+    // Every byte was handed back exactly once, chunk by chunk.
+    let mut r = released.into_inner().unwrap();
+    r.sort_by_key(|r| r.start);
+    assert!(r.len() > 1);
+    assert_eq!(r.first().map(|r| r.start), Some(0));
+    assert_eq!(r.last().map(|r| r.end), Some(s.len()));
+    assert!(r.windows(2).all(|w| w[0].end == w[1].start));
+}
+
+#[test]
+fn summarize_releasing_finds_snort3_in_a_late_chunk() {
+    // Each marker near the end makes the whole file Snort 3, as detection on the whole file would:
+    // a header-less rule, a line starting with `(` that is the continuation of a `\` line (seen
+    // only by the continuation loop), an inline content modifier.
+    for marker in [
+        "alert (msg:\"s3\"; sid:99999999; rev:1;)\n",
+        "alert tcp any any -> any any (msg:\"c\"; \\\n(sid:99999999; rev:1;)\n",
+        "alert tcp any any -> any any (content:\"x\",nocase; sid:99999999; rev:1;)\n",
+    ] {
+        let mut s = big_file(30_000);
+        s.push_str(marker);
+        let opts = ParseOptions::default();
+        let got = summarize_releasing("x.rules", s.as_bytes(), &opts, &|_| {});
+        assert_eq!(got.dialect, Dialect::Snort3, "{marker}");
+        assert_eq!(
+            got,
+            summarize_whole("x.rules", s.as_bytes(), &opts),
+            "{marker}"
+        );
+        assert_eq!(scan::detect(s.as_bytes()), Dialect::Snort3, "{marker}");
+    }
+}
