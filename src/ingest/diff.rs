@@ -127,7 +127,7 @@ impl Differ {
     fn push_added(&mut self, e: Entry) {
         match &mut self.d.report_gz {
             Some(gz) => {
-                if let Err(err) = gz.added(&e) {
+                if let Err(err) = gz.added(e) {
                     self.report_err.get_or_insert(err);
                 }
             }

@@ -1,8 +1,9 @@
 //! The stored change report, gzipped while it is made. The `added` list is the one that can hold
-//! a whole ruleset (a first import adds every rule): its entries are serialised as the rules are
-//! diffed and compressed on a thread of their own, so the list is never held in memory and the
-//! compression is done by the time the bundle is committed. The rest of the report follows at
-//! the end. The result is the report's JSON object (keys in another order), gzipped.
+//! a whole ruleset (a first import adds every rule): its entries go, a batch at a time, to a
+//! thread of their own that serialises and compresses them as the rules are diffed, so the list
+//! is never held whole and the work is done by the time the bundle is committed. The rest of the
+//! report follows at the end. The result is the report's JSON object (keys in another order),
+//! gzipped.
 
 use std::io::Write;
 use std::sync::mpsc;
@@ -11,15 +12,22 @@ use std::thread::JoinHandle;
 use super::diff::{Entry, Report};
 use crate::timing::{self, Activity};
 
-/// Serialised entries handed to the compressing thread at a time.
-const CHUNK: usize = 64 << 10;
+/// Entries handed to the report thread at a time.
+const BATCH: usize = 1024;
+
+enum Msg {
+    /// More of `added`, in order.
+    Added(Vec<Entry>),
+    /// The end of the JSON object, after the last entry.
+    Tail(Vec<u8>),
+}
 
 /// A report being gzipped ([`ReportGz::start`], [`ReportGz::added`], [`ReportGz::finish`]).
 /// Dropped unfinished (a hold, a rejection), its thread ends on its own.
 pub struct ReportGz {
-    tx: Option<mpsc::SyncSender<Vec<u8>>>,
-    thread: Option<JoinHandle<std::io::Result<Vec<u8>>>>,
-    buf: Vec<u8>,
+    tx: Option<mpsc::SyncSender<Msg>>,
+    thread: Option<JoinHandle<anyhow::Result<Vec<u8>>>>,
+    batch: Vec<Entry>,
     entries: usize,
 }
 
@@ -29,47 +37,65 @@ impl std::fmt::Debug for ReportGz {
     }
 }
 
-impl ReportGz {
-    /// Start the compressing thread and the report's JSON object.
-    pub fn start() -> ReportGz {
-        // A few chunks in flight: the thread keeps up, and memory stays a few chunks.
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
-        let thread = std::thread::spawn(move || {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            for chunk in rx {
-                timing::timed(Activity::Report, || gz.write_all(&chunk))?;
+/// The report thread: serialise and compress what comes, in order.
+fn compress(rx: mpsc::Receiver<Msg>) -> anyhow::Result<Vec<u8>> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Buffered: serde writes token by token, and each small write into the encoder costs far
+    // more than the bytes it carries.
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, gz);
+    w.write_all(b"{\"added\":[")?;
+    let mut first = true;
+    for msg in rx {
+        let _busy = timing::Span::new(Activity::Report);
+        match msg {
+            Msg::Added(entries) => {
+                for e in &entries {
+                    if !first {
+                        w.write_all(b",")?;
+                    }
+                    first = false;
+                    serde_json::to_writer(&mut w, e)?;
+                }
             }
-            timing::timed(Activity::Report, || gz.finish())
-        });
-        let mut buf = Vec::with_capacity(CHUNK + 1024);
-        buf.extend_from_slice(b"{\"added\":[");
+            Msg::Tail(tail) => {
+                w.write_all(&tail)?;
+                let gz = w.into_inner().map_err(|e| e.into_error())?;
+                return Ok(gz.finish()?);
+            }
+        }
+    }
+    anyhow::bail!("the change report was left unfinished")
+}
+
+impl ReportGz {
+    /// Start the report thread and the report's JSON object.
+    pub fn start() -> ReportGz {
+        // A few batches in flight: the thread keeps up, and memory stays a few batches.
+        let (tx, rx) = mpsc::sync_channel::<Msg>(4);
         ReportGz {
             tx: Some(tx),
-            thread: Some(thread),
-            buf,
+            thread: Some(std::thread::spawn(move || compress(rx))),
+            batch: Vec::with_capacity(BATCH),
             entries: 0,
         }
     }
 
     /// Append one entry to `added`.
-    pub fn added(&mut self, e: &Entry) -> anyhow::Result<()> {
-        if self.entries > 0 {
-            self.buf.push(b',');
-        }
+    pub fn added(&mut self, e: Entry) -> anyhow::Result<()> {
         self.entries += 1;
-        serde_json::to_writer(&mut self.buf, e)?;
-        if self.buf.len() >= CHUNK {
-            self.send()?;
+        self.batch.push(e);
+        if self.batch.len() >= BATCH {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            self.send(Msg::Added(batch))?;
         }
         Ok(())
     }
 
-    fn send(&mut self) -> anyhow::Result<()> {
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK + 1024));
-        let sent = self.tx.as_ref().map(|tx| tx.send(chunk));
+    fn send(&mut self, msg: Msg) -> anyhow::Result<()> {
+        let sent = self.tx.as_ref().map(|tx| tx.send(msg));
         match sent {
             Some(Ok(())) => Ok(()),
-            // The thread ended early: its error comes out of `finish`.
+            // The thread ended early: its error says why.
             _ => self.join().map(|_| ()),
         }
     }
@@ -80,7 +106,7 @@ impl ReportGz {
             Some(t) => t
                 .join()
                 .map_err(|_| anyhow::anyhow!("the report thread panicked"))?
-                .map_err(|e| anyhow::anyhow!("gzipping the change report: {e}")),
+                .map_err(|e| e.context("gzipping the change report")),
             None => anyhow::bail!("the change report was already finished"),
         }
     }
@@ -88,16 +114,17 @@ impl ReportGz {
     /// The gzipped report: the entries given to [`ReportGz::added`] as its `added` list, every
     /// other field from `report` (whose own `added` is left out).
     pub fn finish(mut self, report: &Report) -> anyhow::Result<Vec<u8>> {
+        let batch = std::mem::take(&mut self.batch);
+        self.send(Msg::Added(batch))?;
         let mut rest = serde_json::to_value(report)?;
         if let Some(o) = rest.as_object_mut() {
             o.remove("added");
         }
         let rest = serde_json::to_vec(&rest)?;
         // `{"bundle":…}` → `],"bundle":…}`; the object always has fields.
-        self.buf.extend_from_slice(b"],");
-        self.buf
-            .extend_from_slice(rest.get(1..).unwrap_or_default());
-        self.send()?;
+        let mut tail = b"],".to_vec();
+        tail.extend_from_slice(rest.get(1..).unwrap_or_default());
+        self.send(Msg::Tail(tail))?;
         self.join()
     }
 }
@@ -158,7 +185,7 @@ mod tests {
             let all: Vec<Entry> = (1..=n).map(entry).collect();
             let mut gz = ReportGz::start();
             for e in &all {
-                gz.added(e).unwrap();
+                gz.added(e.clone()).unwrap();
             }
             let back = gunzip(&gz.finish(&report(Vec::new())).unwrap());
             let want = report(all);

@@ -87,20 +87,21 @@ impl BundleTx<'_> {
                 classtype = excluded.classtype, category = excluded.category,
                 file = excluded.file, bundle = excluded.bundle",
         )?;
+        // Source and bundle are the same for every row: bound once, they stay bound across
+        // executions; the rest is bound per row.
+        st.raw_bind_parameter(1, &self.source)?;
+        st.raw_bind_parameter(11, &self.bundle)?;
         for r in rules {
-            st.execute(params![
-                self.source,
-                r.gid,
-                r.sid,
-                r.rev,
-                &*r.msg,
-                r.hash,
-                r.enabled,
-                r.classtype,
-                r.category,
-                &*r.file,
-                self.bundle
-            ])?;
+            st.raw_bind_parameter(2, r.gid)?;
+            st.raw_bind_parameter(3, r.sid)?;
+            st.raw_bind_parameter(4, r.rev)?;
+            st.raw_bind_parameter(5, &*r.msg)?;
+            st.raw_bind_parameter(6, r.hash)?;
+            st.raw_bind_parameter(7, r.enabled)?;
+            st.raw_bind_parameter(8, r.classtype.as_deref())?;
+            st.raw_bind_parameter(9, r.category.as_deref())?;
+            st.raw_bind_parameter(10, &*r.file)?;
+            st.raw_execute()?;
         }
         Ok(())
     }
