@@ -24,8 +24,10 @@
 //! - Indented rules: Suricata's loader ignores lines that start with whitespace. etferry parses them
 //!   like any other rule, so a rule is never silently lost; `Rule::indented` marks them.
 
+mod bytes;
 mod parse;
 mod scan;
+mod values;
 
 use std::borrow::Cow;
 use std::fmt;

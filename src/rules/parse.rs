@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use super::bytes::{find_byte, find_semi_or_colon, NAME_BYTE};
+use super::values::{check_value, number, unescape_msg, unquote};
 use super::{Dialect, Header, Rule};
 
 /// Actions Suricata and Snort know (case-insensitive); Suricata 8 adds a scope after `:`.
@@ -76,7 +78,7 @@ fn action_ok(word: &str) -> Result<(), String> {
 }
 
 /// Shorten a value for an error message.
-fn shorten(s: &str) -> String {
+pub(super) fn shorten(s: &str) -> String {
     const MAX: usize = 60;
     if s.len() <= MAX {
         s.to_string()
@@ -311,75 +313,6 @@ pub(crate) fn parse_rule<'t>(
     Ok(rule)
 }
 
-/// Bytes allowed in an option name: ASCII letters and digits, `_`, `.`, `-` (a table: names are
-/// checked for every option of every rule).
-static NAME_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-';
-        i += 1;
-    }
-    t
-};
-
-const LO: u64 = u64::from_ne_bytes([1; 8]);
-const HI7: u64 = u64::from_ne_bytes([0x7f; 8]);
-
-/// The high bit of each byte of `w` that equals `b` (exact: no false positives).
-#[inline(always)]
-fn eq_mask(w: u64, b: u8) -> u64 {
-    let x = w ^ (LO * u64::from(b));
-    !(((x & HI7).wrapping_add(HI7)) | x | HI7)
-}
-
-/// The index of the first byte in `b[from..end]` that `hit` marks (8 bytes at a time, then one
-/// by one), or `end`. Option segments are a few dozen bytes: too short for `memchr`'s set-up to
-/// pay, long enough for a byte loop to dominate the parse.
-#[inline(always)]
-fn find_word(
-    b: &[u8],
-    mut i: usize,
-    end: usize,
-    hit: impl Fn(u64) -> u64,
-    one: impl Fn(u8) -> bool,
-) -> usize {
-    while i + 8 <= end {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[i..i + 8]);
-        // Little-endian order makes the lowest set bit the first byte.
-        let m = hit(u64::from_le_bytes(a));
-        if m != 0 {
-            return i + (m.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < end {
-        if one(b[i]) {
-            return i;
-        }
-        i += 1;
-    }
-    end
-}
-
-/// The first `;` or `:` in `b[from..end]`, or `end`.
-fn find_semi_or_colon(b: &[u8], from: usize, end: usize) -> usize {
-    find_word(
-        b,
-        from,
-        end,
-        |w| eq_mask(w, b';') | eq_mask(w, b':'),
-        |c| c == b';' || c == b':',
-    )
-}
-
-/// The first `c` in `b[from..end]`, or `end`.
-fn find_byte(b: &[u8], c: u8, from: usize, end: usize) -> usize {
-    find_word(b, from, end, |w| eq_mask(w, c), |x| x == c)
-}
-
 /// A segment `body[start..end]` trimmed, and its name and value around the first `:` (at
 /// `colon`, if any), each trimmed.
 #[allow(clippy::type_complexity)]
@@ -485,136 +418,4 @@ fn parse_header(
             "header has {n} fields; expected protocol, source, source port, direction, destination, destination port"
         )),
     }
-}
-
-/// Keywords whose value must be a quoted string (Suricata's QUOTES_MANDATORY), and which of them
-/// may be negated.
-fn check_value(name: &str, value: &str, snort3: bool) -> Result<(), String> {
-    let (quoted, negatable) = match name {
-        "msg" => (true, false),
-        "content" | "uricontent" | "pcre" => (true, true),
-        _ => (false, false),
-    };
-    if !quoted {
-        return Ok(());
-    }
-    let v = if negatable {
-        value.strip_prefix('!').map_or(value, |r| r.trim_start())
-    } else {
-        value
-    };
-    // Suricata takes a pcre with or without quotes (ET 2017 ships `pcre:/Java/\d\.\d/Vi";`, sid
-    // 2002945); only a pcre that opens a quote must close it.
-    if name == "pcre" && !v.starts_with('"') {
-        return Ok(());
-    }
-    if !v.starts_with('"') || v.len() < 2 {
-        return Err(format!(
-            "{name} value must be a quoted string: `{}`",
-            shorten(value)
-        ));
-    }
-    // Find the closing quote: for content, escape-aware (a bare `"` inside is an error); for pcre
-    // and msg, the last `"` (Suricata accepts a bare `"` inside a pcre).
-    let inner_end = if name == "content" || name == "uricontent" {
-        let b = v.as_bytes();
-        let mut i = 1;
-        let mut close = None;
-        while i < b.len() {
-            // Jump to the next `\` or `"`; an escape skips the byte after it.
-            i = find_word(
-                b,
-                i,
-                b.len(),
-                |w| eq_mask(w, b'\\') | eq_mask(w, b'"'),
-                |c| c == b'\\' || c == b'"',
-            );
-            match b.get(i) {
-                Some(b'"') => {
-                    close = Some(i);
-                    break;
-                }
-                Some(_) => i += 2,
-                None => break,
-            }
-        }
-        let Some(c) = close else {
-            return Err(format!(
-                "{name} value has no closing quote (unterminated string or unescaped `;`): `{}`",
-                shorten(value)
-            ));
-        };
-        c
-    } else {
-        match v.as_bytes()[1..].iter().rposition(|&c| c == b'"') {
-            Some(i) => i + 1,
-            None => {
-                return Err(format!(
-                "{name} value has no closing quote (unterminated string or unescaped `;`): `{}`",
-                shorten(value)
-            ))
-            }
-        }
-    };
-    let rest = &v[inner_end + 1..];
-    if rest.is_empty() {
-        return Ok(());
-    }
-    // Snort 3 puts content modifiers after the string: `content:"x",nocase`.
-    if snort3 && rest.starts_with(',') {
-        return Ok(());
-    }
-    Err(format!(
-        "unexpected text after the quoted {name} value: `{}` (possible missing `;`)",
-        shorten(rest)
-    ))
-}
-
-fn unquote(v: &str) -> &str {
-    v.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(v)
-}
-
-/// Suricata drops a `\` before any character in msg.
-fn unescape_msg(s: &str) -> Cow<'_, str> {
-    let b = s.as_bytes();
-    let Some(first) = memchr::memchr(b'\\', b) else {
-        return Cow::Borrowed(s);
-    };
-    // Byte-wise: `\` is ASCII and never part of a multi-byte character, so dropping it and keeping
-    // the next byte verbatim (a lead byte's continuation bytes follow as ordinary bytes) keeps
-    // every character whole.
-    let mut out = Vec::with_capacity(b.len());
-    out.extend_from_slice(&b[..first]);
-    let mut i = first;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            if let Some(&n) = b.get(i + 1) {
-                out.push(n);
-            }
-            i += 2;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    match String::from_utf8(out) {
-        Ok(o) => Cow::Owned(o),
-        // Unreachable by the argument above; the input is returned rather than trusting it.
-        Err(_) => Cow::Borrowed(s),
-    }
-}
-
-fn number(name: &str, v: &str) -> Result<u32, String> {
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{name} `{}` is not a number", shorten(v)));
-    }
-    v.parse::<u32>().map_err(|_| {
-        format!(
-            "{name} {} is out of range (at most {})",
-            shorten(v),
-            u32::MAX
-        )
-    })
 }
