@@ -1,5 +1,5 @@
-//! Rules and their history: the rows the diff reads, and `store_bundle`, which writes one
-//! bundle in one transaction.
+//! Rules: the row types, the rule text hash, what the diff reads (`rules_in`, `labels_in`) and
+//! the counts. Writing a bundle's rows is `writer`'s.
 
 use std::collections::HashMap;
 
