@@ -65,7 +65,11 @@ impl Budget {
     }
 
     fn cancel(&self) {
+        // Set under the lock: a reader about to wait has either seen the flag or is waiting,
+        // and then hears the notification (no lost wake-up, no reader left waiting forever).
+        let guard = self.used.lock();
         self.cancelled.store(true, Ordering::SeqCst);
+        drop(guard);
         self.room.notify_all();
     }
 }
@@ -218,4 +222,63 @@ fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc:
         r
     });
     let _ = tx.send(Msg::End(result.map(|()| n)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `.tar.gz` of `n` rules files of about `size` bytes each.
+    fn archive(n: usize, size: usize) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for f in 0..n {
+            let mut data = String::new();
+            let mut sid = 1_000_000 + f * 100_000;
+            while data.len() < size {
+                data.push_str(&format!(
+                    "alert tcp any any -> any any (msg:\"ET TEST {sid}\"; content:\"{}\"; sid:{sid}; rev:1;)\n",
+                    "x".repeat(200)
+                ));
+                sid += 1;
+            }
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, format!("rules/f{f:02}.rules"), data.as_bytes())
+                .unwrap();
+        }
+        let tar = tar.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_members: 1000,
+            max_member_size: 1 << 30,
+            max_total_size: 1 << 31,
+        }
+    }
+
+    #[test]
+    fn members_come_in_payload_order_and_a_caller_can_stop_early() {
+        // 24 files of 1 MB: several times the bytes allowed in flight, so the reader waits.
+        let files = vec![("emerging.rules.tar.gz".to_string(), archive(24, 1 << 20))];
+        let paths: Vec<String> = with_members(&files, &limits(), |m| {
+            m.map(|i| match i.unwrap() {
+                Item::Rules { path, .. } => path.to_string(),
+                Item::IpList { path, .. } => path,
+            })
+            .collect()
+        });
+        let want: Vec<String> = (0..24).map(|f| format!("rules/f{f:02}.rules")).collect();
+        assert_eq!(paths, want);
+        // Stopping after the first file, with the reader waiting for room, returns.
+        for _ in 0..20 {
+            let first = with_members(&files, &limits(), |m| m.next().map(|i| i.is_ok()));
+            assert_eq!(first, Some(true));
+        }
+    }
 }
