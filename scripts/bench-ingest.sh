@@ -38,37 +38,16 @@ cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/etferry
 
 echo "== preparing archives"
-# Day 1: the ruleset as ET ships it, a tar.gz of rules/.
-cp -r "$CORPUS" "$TMP/day1"
-tar czf "$TMP/day1.tar.gz" -C "$TMP/day1" rules
-# Day 2: a typical daily push: 200 rev bumps, 50 new rules, 20 rules disabled.
-cp -r "$CORPUS" "$TMP/day2"
-perl -pi -e 'if ($n < 200 && /^alert .*rev:(\d+);/) { $n++; s/rev:(\d+);/"rev:".($1+1).";"/e }' \
-    "$TMP/day2/rules/emerging-info.rules"
-for i in $(seq 0 49); do
-    echo "alert http \$HOME_NET any -> \$EXTERNAL_NET any (msg:\"ET HUNTING bench new rule $i\"; flow:established,to_server; http.uri; content:\"/bench-$i\"; classtype:misc-activity; sid:$((2999000 + i)); rev:1;)"
-done >> "$TMP/day2/rules/emerging-hunting.rules"
-perl -pi -e 'if ($n < 20 && /^alert /) { $n++; s/^/#/ }' "$TMP/day2/rules/emerging-policy.rules"
-tar czf "$TMP/day2.tar.gz" -C "$TMP/day2" rules
+# shellcheck source=lib/ingest-bundles.sh
+. "$ROOT/scripts/lib/ingest-bundles.sh"
+ingest_days "$CORPUS"
 
 echo "== signing bundles"
-for day in 1 2; do
-    BENCH_KEYS="$TMP/keys" BENCH_OUT="$TMP/bundles" BENCH_ARCHIVE="$TMP/day$day.tar.gz" BENCH_SEQ=$day \
-        cargo test --release --quiet --manifest-path "$ROOT/Cargo.toml" --test ingest_bench \
-        -- --ignored --nocapture >"$TMP/sign.log" 2>&1 || { cat "$TMP/sign.log"; exit 1; }
-done
+sign_days 1 2
 B1=$TMP/bundles/et-open-suricata-5.0-00000001
 B2=$TMP/bundles/et-open-suricata-5.0-00000002
 
-mkdir -p "$TMP/cfg"
-cat >"$TMP/cfg/watch.yaml" <<YAML
-inbox: ../spool/inbox
-work: ../spool/work
-done: ../spool/done
-failed: ../spool/failed
-store: ../spool/etferry.db
-trusted_keys: [../keys/bundle.pub]
-YAML
+watch_config
 
 # A process's wall seconds (monotonic clock, around fork/exec/wait), CPU seconds and peak RSS
 # (KiB, from wait4), like /usr/bin/time but to the microsecond.

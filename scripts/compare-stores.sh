@@ -23,15 +23,11 @@ cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/etferry
 
 echo "== preparing archives"
-mkdir -p "$TMP/day1"
-tar xzf "$ROOT/tests/corpus/et-open-suricata-5.0-2024-04-21/emerging.rules.tar.gz" -C "$TMP/day1"
-cp -r "$TMP/day1" "$TMP/day2"
-perl -pi -e 'if ($n < 200 && /^alert .*rev:(\d+);/) { $n++; s/rev:(\d+);/"rev:".($1+1).";"/e }' \
-    "$TMP/day2/rules/emerging-info.rules"
-for i in $(seq 0 49); do
-    echo "alert http \$HOME_NET any -> \$EXTERNAL_NET any (msg:\"ET HUNTING compare new rule $i\"; flow:established,to_server; http.uri; content:\"/compare-$i\"; classtype:misc-activity; sid:$((2999000 + i)); rev:1;)"
-done >>"$TMP/day2/rules/emerging-hunting.rules"
-perl -pi -e 'if ($n < 20 && /^alert /) { $n++; s/^/#/ }' "$TMP/day2/rules/emerging-policy.rules"
+mkdir -p "$TMP/corpus"
+tar xzf "$ROOT/tests/corpus/et-open-suricata-5.0-2024-04-21/emerging.rules.tar.gz" -C "$TMP/corpus"
+# shellcheck source=lib/ingest-bundles.sh
+. "$ROOT/scripts/lib/ingest-bundles.sh"
+ingest_days "$TMP/corpus"
 cp -r "$TMP/day2" "$TMP/day3"
 python3 - "$TMP/day3/rules" <<'PY'
 import sys
@@ -63,26 +59,14 @@ for l in open(f"{d}/emerging-scan.rules"):
         break
 open(f"{d}/emerging-hunting.rules", "a").write(dup)
 PY
-for day in 1 2 3 4; do
+for day in 3 4; do
     tar czf "$TMP/day$day.tar.gz" -C "$TMP/day$day" rules
 done
 
 echo "== signing bundles"
-for day in 1 2 3 4; do
-    BENCH_KEYS="$TMP/keys" BENCH_OUT="$TMP/bundles" BENCH_ARCHIVE="$TMP/day$day.tar.gz" BENCH_SEQ=$day \
-        cargo test --release --quiet --manifest-path "$ROOT/Cargo.toml" --test ingest_bench \
-        -- --ignored --nocapture >"$TMP/sign.log" 2>&1 || { cat "$TMP/sign.log"; exit 1; }
-done
+sign_days 1 2 3 4
 
-mkdir -p "$TMP/cfg"
-cat >"$TMP/cfg/watch.yaml" <<YAML
-inbox: ../spool/inbox
-work: ../spool/work
-done: ../spool/done
-failed: ../spool/failed
-store: ../spool/etferry.db
-trusted_keys: [../keys/bundle.pub]
-YAML
+watch_config
 
 cat >"$TMP/dump.py" <<'PY'
 import gzip, json, sqlite3, sys
