@@ -1,13 +1,11 @@
 //! `etferry rules`: query the rules in the store.
 
-use std::collections::{BTreeMap, HashMap};
-
 use serde_json::json;
 
 use crate::cli::Global;
 use crate::exit::{usage, Exit};
 use crate::ingest::config::STATUSES;
-use crate::store::{Store, TextRef};
+use crate::store::{Store, TextRef, TextWants};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -55,7 +53,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
     let mut rows = st.query(rusqlite::params![args.sid])?;
     let mut found = Vec::new();
     // Rules whose text is in their source's stored payload (not inline: not removed).
-    let mut from_payload: BTreeMap<String, Vec<TextRef>> = BTreeMap::new();
+    let mut from_payload = TextWants::default();
     while let Some(r) = rows.next()? {
         let enabled: bool = r.get(6)?;
         let removed: bool = r.get(7)?;
@@ -81,33 +79,25 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
         };
         match r.get::<_, Option<String>>(11)? {
             Some(t) => row.text = t,
-            None => from_payload
-                .entry(row.source.clone())
-                .or_default()
-                .push(TextRef {
+            None => from_payload.push(
+                &row.source,
+                TextRef {
                     key: (row.gid, row.sid),
                     hash: r.get(12)?,
                     file: row.file.clone(),
-                }),
+                },
+            ),
         }
         found.push(row);
     }
-    // Read back per source, in one parse of its payload each.
-    let mut texts = HashMap::new();
-    for (source, want) in from_payload {
-        let t = store.payload_texts(&source, &want)?;
-        texts.insert(source, t);
-    }
+    let mut texts = store.read_texts(from_payload)?;
     let needle = args.grep.as_deref().map(str::to_lowercase);
     let mut out = Vec::new();
     let mut shown = 0usize;
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     for mut r in found {
-        if let Some(t) = texts
-            .get_mut(&r.source)
-            .and_then(|m| m.remove(&(r.gid, r.sid)))
-        {
+        if let Some(t) = texts.take(&r.source, (r.gid, r.sid)) {
             r.text = t;
         }
         if let Some(n) = &needle {

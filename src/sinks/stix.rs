@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::sinks::{ExportItem, ExportOutcome, Sink};
-use crate::store::{ExportPolicy, Store, TextRef};
+use crate::store::{ExportPolicy, Store, TextRef, TextWants};
 
 /// `sinks.stix` in watch.yaml / etferry.yaml.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -150,20 +150,18 @@ impl StixSink {
             });
         }
         // Texts of current rules come back from each source's stored payload.
-        let mut want: HashMap<&str, Vec<TextRef>> = HashMap::new();
+        let mut want = TextWants::default();
         for r in rows.iter().filter(|r| r.text.is_none()) {
-            want.entry(&r.source).or_default().push(TextRef {
-                key: (r.gid, r.sid),
-                hash: r.hash,
-                file: r.file.clone(),
-            });
+            want.push(
+                &r.source,
+                TextRef {
+                    key: (r.gid, r.sid),
+                    hash: r.hash,
+                    file: r.file.clone(),
+                },
+            );
         }
-        let mut texts: HashMap<(String, u32, u32), String> = HashMap::new();
-        for (source, refs) in want {
-            for ((g, s), t) in store.payload_texts(source, &refs)? {
-                texts.insert((source.to_string(), g, s), t);
-            }
-        }
+        let mut texts = store.read_texts(want)?;
 
         let creator = identity_id();
         let mut out = BTreeMap::new();
@@ -173,9 +171,7 @@ impl StixSink {
             };
             let text = match &r.text {
                 Some(t) => t.clone(),
-                None => texts
-                    .remove(&(r.source.clone(), r.gid, r.sid))
-                    .unwrap_or_default(),
+                None => texts.take(&r.source, (r.gid, r.sid)).unwrap_or_default(),
             };
             let engine = src.engine.as_deref();
             let pattern_type = match engine {

@@ -1,11 +1,8 @@
 //! Per-sink export state: which rules a sink has not confirmed yet, and what it confirmed.
 
-use std::collections::HashMap;
-
 use rusqlite::params;
 
-use super::payload::payload_texts;
-use super::{now_text, text_hash, Store, TextRef};
+use super::{now_text, text_hash, Store, TextRef, TextWants};
 use crate::sinks::{ExportItem, ExportOutcome};
 
 /// Which rules a sink receives, and with which status names.
@@ -59,9 +56,9 @@ impl Store {
         )?;
         let mut rows = st.query([sink])?;
         let mut out = Vec::new();
-        // Items whose text is still in their source's payload: (index in `out`, hash).
-        let mut from_payload: HashMap<String, Vec<(usize, crate::store::TextHash)>> =
-            HashMap::new();
+        // Items whose text is still in their source's payload, and their indices in `out`.
+        let mut from_payload = TextWants::default();
+        let mut need = Vec::new();
         while let Some(r) = rows.next()? {
             let enabled: bool = r.get(9)?;
             let removed: bool = r.get(10)?;
@@ -86,10 +83,15 @@ impl Store {
             let text = match r.get::<_, Option<String>>(7)? {
                 Some(t) => t,
                 None => {
-                    from_payload
-                        .entry(source.clone())
-                        .or_default()
-                        .push((out.len(), hash));
+                    need.push(out.len());
+                    from_payload.push(
+                        &source,
+                        TextRef {
+                            key: (r.get(3)?, r.get(4)?),
+                            hash,
+                            file: r.get(12)?,
+                        },
+                    );
                     String::new()
                 }
             };
@@ -113,20 +115,11 @@ impl Store {
                 previous_text: if had_it { r.get(16)? } else { None },
             });
         }
-        for (source, idx) in from_payload {
-            let want: Vec<TextRef> = idx
-                .iter()
-                .map(|(i, hash)| TextRef {
-                    key: (out[*i].gid, out[*i].sid),
-                    hash: *hash,
-                    file: out[*i].file.clone(),
-                })
-                .collect();
-            let mut texts = payload_texts(&self.conn, &source, &want)?;
-            for (i, _) in idx {
-                if let Some(t) = texts.remove(&(out[i].gid, out[i].sid)) {
-                    out[i].text = t;
-                }
+        let mut texts = self.read_texts(from_payload)?;
+        for i in need {
+            let it = &mut out[i];
+            if let Some(t) = texts.take(&it.source, (it.gid, it.sid)) {
+                it.text = t;
             }
         }
         for it in &mut out {

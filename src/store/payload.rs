@@ -18,6 +18,16 @@ impl Store {
         payload_texts(&self.conn, source, want)
     }
 
+    /// The texts of `wants`: each source's payload is parsed once.
+    pub fn read_texts(&self, wants: TextWants) -> anyhow::Result<Texts> {
+        let mut texts = HashMap::new();
+        for (source, refs) in wants.0 {
+            let t = payload_texts(&self.conn, &source, &refs)?;
+            texts.insert(source, t);
+        }
+        Ok(Texts(texts))
+    }
+
     /// Rule texts of one source: a current rule's from the source's stored payload (checked
     /// against its text hash), a removed rule's from its row. Keys the store does not hold are
     /// left out.
@@ -26,10 +36,38 @@ impl Store {
         source: &str,
         keys: &[(u32, u32)],
     ) -> anyhow::Result<HashMap<(u32, u32), String>> {
-        Ok(texts_in(&self.conn, source, keys)?
-            .into_iter()
-            .map(|(k, (_, t))| (k, t))
-            .collect())
+        let mut out = HashMap::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let mut st = self.conn.prepare_cached(
+            "SELECT text, text_hash, file FROM rules WHERE source = ?1 AND gid = ?2 AND sid = ?3",
+        )?;
+        let mut want = Vec::new();
+        for &(gid, sid) in keys {
+            let row = st
+                .query_row(params![source, gid, sid], |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, super::TextHash>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .optional()?;
+            match row {
+                Some((Some(text), _, _)) => {
+                    out.insert((gid, sid), text);
+                }
+                Some((None, hash, file)) => want.push(TextRef {
+                    key: (gid, sid),
+                    hash,
+                    file,
+                }),
+                None => {}
+            }
+        }
+        out.extend(payload_texts(&self.conn, source, &want)?);
+        Ok(out)
     }
 }
 
@@ -42,51 +80,30 @@ pub struct TextRef {
     pub file: String,
 }
 
-/// Texts (with their hashes) of `keys` in `source`: from the row for a removed rule, else from
-/// the payload.
-pub(super) fn texts_in(
-    conn: &Connection,
-    source: &str,
-    keys: &[(u32, u32)],
-) -> anyhow::Result<HashMap<(u32, u32), (super::TextHash, String)>> {
-    let mut out = HashMap::new();
-    if keys.is_empty() {
-        return Ok(out);
-    }
-    let mut st = conn.prepare_cached(
-        "SELECT text, text_hash, file FROM rules WHERE source = ?1 AND gid = ?2 AND sid = ?3",
-    )?;
-    let mut want = Vec::new();
-    for &(gid, sid) in keys {
-        let row = st
-            .query_row(params![source, gid, sid], |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?,
-                    r.get::<_, super::TextHash>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .optional()?;
-        match row {
-            Some((Some(text), hash, _)) => {
-                out.insert((gid, sid), (hash, text));
+/// Rules whose texts are to be read back, by source ([`Store::read_texts`]).
+#[derive(Debug, Default)]
+pub struct TextWants(HashMap<String, Vec<TextRef>>);
+
+impl TextWants {
+    pub fn push(&mut self, source: &str, r: TextRef) {
+        match self.0.get_mut(source) {
+            Some(v) => v.push(r),
+            None => {
+                self.0.insert(source.to_string(), vec![r]);
             }
-            Some((None, hash, file)) => want.push(TextRef {
-                key: (gid, sid),
-                hash,
-                file,
-            }),
-            None => {}
         }
     }
-    let hashes: HashMap<(u32, u32), super::TextHash> =
-        want.iter().map(|w| (w.key, w.hash)).collect();
-    for (k, t) in payload_texts(conn, source, &want)? {
-        if let Some(h) = hashes.get(&k) {
-            out.insert(k, (*h, t));
-        }
+}
+
+/// Texts read back by [`Store::read_texts`], by source and (gid, sid).
+#[derive(Debug, Default)]
+pub struct Texts(HashMap<String, HashMap<(u32, u32), String>>);
+
+impl Texts {
+    /// The text of one rule (once).
+    pub fn take(&mut self, source: &str, key: (u32, u32)) -> Option<String> {
+        self.0.get_mut(source)?.remove(&key)
     }
-    Ok(out)
 }
 
 /// Read rule texts back from a source's stored payload, parsing only the rules files named in
