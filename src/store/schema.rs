@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS downloads (
 );
 "#;
 
+/// How long a statement waits for another connection's lock before it fails.
+pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
@@ -153,14 +156,17 @@ impl Store {
         // mean fewer page writes for a full ruleset.
         conn.pragma_update(None, "page_size", 16384)
             .with_context(ctx)?;
-        conn.pragma_update(None, "cache_size", -4096)
+        // 1 MiB of page cache: a bundle's rows go in key order file by file, so only the
+        // B-tree edges being written need to stay cached; a larger cache measured no faster
+        // and only raised the ingest's peak memory (by 3 MiB at 4 MiB).
+        conn.pragma_update(None, "cache_size", -1024)
             .with_context(ctx)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .with_context(ctx)?;
         // FULL: a stored bundle survives a power cut, which the journal relies on.
         conn.pragma_update(None, "synchronous", "FULL")
             .with_context(ctx)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
+        conn.busy_timeout(BUSY_TIMEOUT)
             .with_context(ctx)?;
         // The version first, so an older store is refused before anything is added to it.
         let has_version: bool = conn

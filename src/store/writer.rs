@@ -27,10 +27,60 @@ pub struct Change {
 /// [`BundleTx::commit`], it rolls back: the store is as it was.
 pub struct BundleTx<'s> {
     tx: Transaction<'s>,
+    /// Declared after `tx`, so it is dropped after the commit or rollback.
+    _journal: Option<RollbackJournal<'s>>,
     source: String,
     bundle: String,
     /// A dry run: reads only, writes nothing.
     dry: bool,
+}
+
+/// A source's first import (a whole ruleset into a store without its rules) written with
+/// SQLite's rollback journal instead of the WAL. The rows go to new pages at the end of the
+/// file, which need no journal, so the ruleset is written once, straight into the database; in
+/// WAL mode it is written to the WAL and then again by the checkpoint when the store closes. The
+/// guard switches back to WAL once the transaction has ended, committed or not. Durability is
+/// the same (`synchronous = FULL`, a hot journal is rolled back by the next open); readers of
+/// the store wait for the commit instead of reading alongside it, for that one bundle.
+struct RollbackJournal<'s> {
+    conn: &'s Connection,
+}
+
+impl<'s> RollbackJournal<'s> {
+    fn for_first_import(conn: &'s Connection, source: &str) -> anyhow::Result<Option<Self>> {
+        let first: bool = conn.query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM rules WHERE source = ?1)",
+            [source],
+            |r| r.get(0),
+        )?;
+        // Leaving WAL needs the store to itself: with another connection open the switch is
+        // refused at once (no wait), and the bundle is written through the WAL as usual.
+        if !first || !set_journal_mode(conn, "delete") {
+            return Ok(None);
+        }
+        Ok(Some(RollbackJournal { conn }))
+    }
+}
+
+impl Drop for RollbackJournal<'_> {
+    fn drop(&mut self) {
+        // Not fatal: a store left in rollback mode is as durable, only less concurrent, and
+        // the next `Store::open` switches it back.
+        if !set_journal_mode(self.conn, "wal") {
+            tracing::warn!("the store stays in rollback journal mode until it is next opened");
+        }
+    }
+}
+
+/// Switch the journal mode without waiting for other connections; whether it took effect.
+fn set_journal_mode(conn: &Connection, mode: &str) -> bool {
+    if conn.busy_timeout(std::time::Duration::ZERO).is_err() {
+        return false;
+    }
+    let now: rusqlite::Result<String> =
+        conn.query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| r.get(0));
+    let _ = conn.busy_timeout(super::schema::BUSY_TIMEOUT);
+    now.is_ok_and(|m| m.eq_ignore_ascii_case(mode))
 }
 
 impl Store {
@@ -48,9 +98,17 @@ impl Store {
         } else {
             rusqlite::TransactionBehavior::Immediate
         };
-        let tx = self.conn.transaction_with_behavior(behavior)?;
+        let journal = if dry {
+            None
+        } else {
+            RollbackJournal::for_first_import(&self.conn, source)?
+        };
+        // Unchecked: from `&self.conn`, which the journal guard shares; `&mut self` still rules
+        // out a second transaction.
+        let tx = Transaction::new_unchecked(&self.conn, behavior)?;
         Ok(BundleTx {
             tx,
+            _journal: journal,
             source: source.to_string(),
             bundle: bundle.to_string(),
             dry,
