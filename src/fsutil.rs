@@ -169,7 +169,11 @@ pub fn read_medium(root: &Path, rel: &str, cap: u64) -> Result<Vec<u8>, MediumEr
 /// Read at most `cap` bytes of an open file; one byte more is [`MediumError::TooLarge`].
 pub fn read_capped(f: File, what: &str, cap: u64) -> Result<Vec<u8>, MediumError> {
     use std::io::Read;
-    let mut data = Vec::new();
+    // Sized from the file's length (one byte more, to see the end): `take` hides the length
+    // from `read_to_end`, which would otherwise double its way up to as much as twice the file.
+    // Only a hint: a file that grows or shrinks meanwhile is still read to the cap.
+    let hint = f.metadata().map(|m| m.len()).unwrap_or(0).min(cap) + 1;
+    let mut data = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
     f.take(cap.saturating_add(1))
         .read_to_end(&mut data)
         .map_err(|e| MediumError::Io {
