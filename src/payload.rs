@@ -76,17 +76,35 @@ pub fn rule_texts(
         max_member_size: u64::MAX,
         max_total_size: u64::MAX,
     };
-    let mut members = Vec::new();
-    for_each_member(files, &unlimited, &mut |i, path, data| {
-        let wanted = only_files.is_none_or(|f| f.contains(&path));
-        if path.ends_with(".rules") && wanted {
-            members.push((i, path, data));
+    // Only the rules files asked for are held, and with `only_files` the archive is read no
+    // further than the last of them: most of a payload is passed over in the decompressor.
+    let mut members: Vec<(String, Cow<'_, [u8]>)> = Vec::new();
+    let mut left = only_files.map_or(usize::MAX, HashSet::len);
+    let mut pick = |path: &str| {
+        if left == 0 {
+            crate::archive::Pick::Stop
+        } else if path.ends_with(".rules") && only_files.is_none_or(|f| f.contains(path)) {
+            left = left.saturating_sub(1);
+            crate::archive::Pick::Read
+        } else {
+            crate::archive::Pick::Skip
         }
-    })?;
+    };
+    for (name, data) in files {
+        if is_archive(name) {
+            let limits = unlimited.to_archive();
+            crate::archive::for_each_member_picking(name, data, &limits, &mut pick, &mut |m| {
+                members.push((m.path, Cow::Owned(m.data)))
+            })
+            .map_err(|e| PayloadError(format!("archive {name}: {e}")))?;
+        } else if pick(name) == crate::archive::Pick::Read {
+            members.push((name.clone(), Cow::Borrowed(data)));
+        }
+    }
     let opts = crate::rules::ParseOptions::default();
     let per_member: Vec<Vec<(u32, u32, u32, String)>> = members
         .par_iter()
-        .map(|(_, path, data)| {
+        .map(|(path, data)| {
             let (parts, _, _) = crate::rules::fold_lean(path, data, &opts, Vec::new, |v, r| {
                 if want.contains(&(r.gid, r.sid)) {
                     v.push((r.gid, r.sid, r.rev, r.text.into_owned()));

@@ -4,6 +4,7 @@
 mod ingest_support;
 
 use ingest_support::*;
+use std::path::PathBuf;
 
 const FILES: [&str; 3] = [
     "emerging-policy.rules",
@@ -76,4 +77,86 @@ fn kill_9_at_any_stage_then_rerun_equals_a_clean_run() {
             "crash at {stage}: store differs from a clean run"
         );
     }
+}
+
+/// A source's first import is written with SQLite's rollback journal, not the WAL (see
+/// `store/writer.rs`). Store `new` as the first bundle, killed at `crash` (if any), then again;
+/// the store after it, checked to be back in WAL mode.
+fn first_import(crash: Option<&str>, new: &[(String, Vec<u8>)]) -> Vec<String> {
+    let env = Env::new();
+    let b = env.bundle_in(&env.inbox(), "et-open", "et-open", 1, new);
+    let hot = PathBuf::from(format!("{}-journal", env.store_path().display()));
+    if let Some(stage) = crash {
+        let o = env.run_env(
+            &["ingest", b.to_str().unwrap()],
+            &[("ETFERRY_TEST_CRASH_AT", stage)],
+        );
+        assert_ne!(o.code, Some(0), "{stage}: the hook did not fire: {o:?}");
+        // Killed before its commit, the transaction leaves a hot rollback journal behind (the
+        // proof that this path was taken); after it, none.
+        assert_eq!(hot.exists(), stage == "storing", "{stage}");
+    }
+    let path = if b.exists() {
+        b.clone()
+    } else {
+        env.path("spool/work/et-open-00000001")
+    };
+    let o = env.ingest(&path);
+    assert_eq!(o.code, Some(0), "{crash:?}: {o:?}");
+    assert!(!hot.exists(), "{crash:?}");
+    let c = rusqlite::Connection::open(env.store_path()).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal", "{crash:?}");
+    env.dump()
+}
+
+#[test]
+fn kill_9_inside_and_after_a_first_import_then_rerun_equals_a_clean_run() {
+    let new = set("et-open-suricata-5.0-2024-04-21");
+    let clean = first_import(None, &new);
+    assert!(clean.len() > 1000);
+    for stage in ["storing", "stored"] {
+        let got = first_import(Some(stage), &new);
+        assert!(
+            got == clean,
+            "crash at {stage}: store differs from a clean run"
+        );
+    }
+}
+
+/// A reader in the middle of a transaction keeps the store in WAL mode: the first import does
+/// not wait for it (the rollback journal would, until the busy timeout), and the reader's
+/// snapshot stays as it began.
+#[test]
+fn a_first_import_goes_through_the_wal_while_a_reader_is_reading() {
+    let new = set("et-open-suricata-5.0-2024-04-21");
+    let env = Env::new();
+    let s = env.bundle("other", 1, &[("a.rules".into(), small_rules(9_000_000, 3))]);
+    assert_eq!(env.ingest(&s).code, Some(0));
+    let reader = rusqlite::Connection::open(env.store_path()).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let count = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT COUNT(*) FROM rules", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&reader), 3);
+    let b = env.bundle("et-open", 1, &new);
+    let t = std::time::Instant::now();
+    let o = env.ingest(&b);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    // Far below the 30 s a writer would wait for the reader's lock.
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(count(&reader), 3, "the reader's snapshot changed");
+    reader.execute_batch("COMMIT").unwrap();
+    assert!(count(&reader) > 1000);
+    let mode: String = reader
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
 }

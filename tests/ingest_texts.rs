@@ -70,7 +70,8 @@ fn every_corpus_rule_text_reads_back_byte_identical_from_the_store() {
     let keys: Vec<(u32, u32)> = store
         .rules_of("et-open-suricata-5.0")
         .unwrap()
-        .into_keys()
+        .iter()
+        .map(|r| (r.gid, r.sid))
         .collect();
     assert_eq!(keys.len(), want.len());
     let got = store.texts("et-open-suricata-5.0", &keys).unwrap();

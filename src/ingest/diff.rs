@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::report_gz::ReportGz;
-use crate::store::{Change, NewRule, StoredRule, TextRef};
+use crate::store::{Change, NewRule, StoredRule, StoredRules, TextRef};
 
 /// Counts per kind of change. `modified` wins over `enabled_changed` when a rule has both.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,11 +73,11 @@ fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
     }
 }
 
-fn text_ref(key: (u32, u32), o: &StoredRule) -> TextRef {
+fn text_ref(old: &StoredRules, o: &StoredRule) -> TextRef {
     TextRef {
-        key,
-        hash: o.text_hash,
-        file: o.file.to_string(),
+        key: (o.gid, o.sid),
+        hash: o.text_hash(),
+        file: old.file(o).to_string(),
     }
 }
 
@@ -97,21 +97,25 @@ pub enum Step {
 /// The diff of a source's new rules against what the store holds, built one rule at a time as
 /// the rules arrive, so a bundle's rows can be written while later rules files are parsed.
 pub struct Differ {
-    old: HashMap<(u32, u32), StoredRule>,
-    seen: HashSet<(u32, u32)>,
+    old: StoredRules,
+    /// Which of `old` the bundle has (by position), and the bundle's keys `old` lacks: a
+    /// second sight of either is a duplicate.
+    seen_old: Vec<bool>,
+    seen_new: HashSet<(u32, u32)>,
     d: Diff,
     /// The first error of the streamed report, given back by `finish`.
     report_err: Option<anyhow::Error>,
 }
 
 impl Differ {
-    pub fn new(old: HashMap<(u32, u32), StoredRule>) -> Differ {
+    pub fn new(old: StoredRules) -> Differ {
         let d = Diff {
-            before: old.values().filter(|o| !o.removed).count() as u64,
+            before: old.iter().filter(|o| !o.removed).count() as u64,
             ..Diff::default()
         };
         Differ {
-            seen: HashSet::with_capacity(old.len()),
+            seen_old: vec![false; old.len()],
+            seen_new: HashSet::new(),
             old,
             d,
             report_err: None,
@@ -138,19 +142,24 @@ impl Differ {
     /// Count the next rule of the bundle and say what it means for its row.
     pub fn add(&mut self, r: &NewRule) -> Step {
         let key = (r.gid, r.sid);
-        if !self.seen.insert(key) {
+        let old = self.old.get(key);
+        let first = match old {
+            Some((i, _)) => !std::mem::replace(&mut self.seen_old[i], true),
+            None => self.seen_new.insert(key),
+        };
+        if !first {
             return Step::Duplicate;
         }
         let d = &mut self.d;
         d.rules += 1;
         d.standard += u64::from(r.enabled);
-        let kind = match self.old.get(&key) {
+        let kind = match old.map(|(_, o)| o) {
             // New to the store: no history row, the report records its arrival.
             None => None,
             Some(o) if o.removed => Some("added"),
-            Some(o) if o.rev != r.rev || o.text_hash != r.hash => {
-                if o.text_hash != r.hash {
-                    d.replaced.push(text_ref(key, o));
+            Some(o) if o.rev != r.rev || !o.has_text(&r.hash) => {
+                if !o.has_text(&r.hash) {
+                    d.replaced.push(text_ref(&self.old, o));
                 }
                 d.counts.modified += 1;
                 d.modified.push(entry(r, Some(o.rev)));
@@ -163,7 +172,7 @@ impl Differ {
             }
             Some(o) => {
                 d.counts.unchanged += 1;
-                return if o.file != r.file {
+                return if *self.old.file(o) != r.file {
                     Step::Write
                 } else {
                     Step::Unchanged
@@ -191,29 +200,31 @@ impl Differ {
     pub fn finish(self) -> anyhow::Result<Diff> {
         let Differ {
             old,
-            seen,
+            seen_old,
             mut d,
             report_err,
+            ..
         } = self;
         if let Some(e) = report_err {
             return Err(e);
         }
-        let mut removed: Vec<_> = old
+        // In key order, as `old` is.
+        let removed = old
             .iter()
-            .filter(|(k, o)| !o.removed && !seen.contains(k))
-            .collect();
-        removed.sort_by_key(|(k, _)| **k);
-        for (k, o) in removed {
+            .zip(&seen_old)
+            .filter(|(o, seen)| !o.removed && !**seen)
+            .map(|(o, _)| o);
+        for o in removed {
             d.counts.removed += 1;
-            d.removed_keys.push(*k);
-            d.replaced.push(text_ref(*k, o));
+            d.removed_keys.push((o.gid, o.sid));
+            d.replaced.push(text_ref(&old, o));
             d.removed.push(Entry {
-                gid: k.0,
-                sid: k.1,
+                gid: o.gid,
+                sid: o.sid,
                 rev: o.rev,
                 // Set by `label_removed`: only removed rules need them from the store.
                 msg: Arc::from(""),
-                file: o.file.clone(),
+                file: old.file(o).clone(),
                 category: None,
                 enabled: o.enabled,
                 previous_rev: None,

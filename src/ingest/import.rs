@@ -6,13 +6,11 @@
 //! wherever it comes), so on the first duplicate the caller rolls back and [`deduplicated`]
 //! does the same work on the deduplicated rules.
 
-use std::collections::HashMap;
-
 use super::diff::{Diff, Differ, Step};
 use super::payload::{self, Limits, PayloadError};
 use super::report_gz::ReportGz;
 use super::stream::{self, Item};
-use crate::store::{BundleTx, Indicator, NewRule, StoredRule};
+use crate::store::{BundleTx, Indicator, NewRule, StoredRules};
 
 /// Why an import stopped.
 #[derive(Debug)]
@@ -57,7 +55,7 @@ struct Feed<'t, 's> {
 }
 
 impl<'t, 's> Feed<'t, 's> {
-    fn new(tx: &'t BundleTx<'s>, old: HashMap<(u32, u32), StoredRule>) -> Self {
+    fn new(tx: &'t BundleTx<'s>, old: StoredRules) -> Self {
         crate::timing::mark("stored rules loaded");
         let mut differ = Differ::new(old);
         if !tx.is_dry() {

@@ -28,7 +28,9 @@ pub use bundles::{gzip_json, ArchiveImport, BundleRow, Provenance, SourceRow};
 pub use exports::ExportPolicy;
 pub use indicators::IndicatorPolicy;
 pub use payload::{TextRef, TextWants, Texts};
-pub use rules::{labels_in, rules_in, text_hash, Label, NewRule, StoreBatch, StoredRule, TextHash};
+pub use rules::{
+    labels_in, rules_in, text_hash, Label, NewRule, StoreBatch, StoredRule, StoredRules, TextHash,
+};
 pub use schema::SCHEMA_VERSION;
 pub use writer::{BundleTx, Change};
 

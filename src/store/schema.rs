@@ -166,8 +166,7 @@ impl Store {
         // FULL: a stored bundle survives a power cut, which the journal relies on.
         conn.pragma_update(None, "synchronous", "FULL")
             .with_context(ctx)?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .with_context(ctx)?;
+        conn.busy_timeout(BUSY_TIMEOUT).with_context(ctx)?;
         // The version first, so an older store is refused before anything is added to it.
         let has_version: bool = conn
             .query_row(
