@@ -12,6 +12,8 @@ use std::net::IpAddr;
 
 use rayon::prelude::*;
 
+use crate::archive::Pick;
+
 /// Archive limits from watch.yaml.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -40,24 +42,38 @@ fn is_archive(name: &str) -> bool {
     lower.ends_with(".tar.gz") || lower.ends_with(".tgz") || lower.ends_with(".zip")
 }
 
-/// Hand every member of the payload files (archives opened in memory with `limits`; other files
-/// as they are) to `f` in payload order, as each is read, with its index in that order.
+/// Hand the members of the payload files (archives opened in memory with `limits`; other files
+/// as they are) that `pick` asks for to `f`, in payload order, as each is read. `pick` is told
+/// each member's path and size before its data is read ([`Pick`]); a `Stop` ends the whole
+/// payload.
 pub(crate) fn for_each_member<'d>(
     files: &'d [(String, Vec<u8>)],
     limits: &Limits,
-    f: &mut dyn FnMut(usize, String, Cow<'d, [u8]>),
+    pick: &mut dyn FnMut(&str, u64) -> Pick,
+    f: &mut dyn FnMut(String, Cow<'d, [u8]>),
 ) -> Result<(), PayloadError> {
-    let mut n = 0;
+    let mut stopped = false;
     for (name, data) in files {
+        if stopped {
+            break;
+        }
         if is_archive(name) {
-            crate::archive::for_each_member(name, data, &limits.to_archive(), &mut |m| {
-                f(n, m.path, Cow::Owned(m.data));
-                n += 1;
+            let mut pick = |path: &str, size: u64| {
+                let p = pick(path, size);
+                stopped |= p == Pick::Stop;
+                p
+            };
+            let limits = limits.to_archive();
+            crate::archive::for_each_member_picking(name, data, &limits, &mut pick, &mut |m| {
+                f(m.path, Cow::Owned(m.data))
             })
             .map_err(|e| PayloadError(format!("archive {name}: {e}")))?;
         } else {
-            f(n, name.clone(), Cow::Borrowed(data));
-            n += 1;
+            match pick(name, data.len() as u64) {
+                Pick::Read => f(name.clone(), Cow::Borrowed(data)),
+                Pick::Skip => {}
+                Pick::Stop => break,
+            }
         }
     }
     Ok(())
@@ -80,27 +96,19 @@ pub fn rule_texts(
     // further than the last of them: most of a payload is passed over in the decompressor.
     let mut members: Vec<(String, Cow<'_, [u8]>)> = Vec::new();
     let mut left = only_files.map_or(usize::MAX, HashSet::len);
-    let mut pick = |path: &str| {
+    let mut pick = |path: &str, _: u64| {
         if left == 0 {
-            crate::archive::Pick::Stop
+            Pick::Stop
         } else if path.ends_with(".rules") && only_files.is_none_or(|f| f.contains(path)) {
             left = left.saturating_sub(1);
-            crate::archive::Pick::Read
+            Pick::Read
         } else {
-            crate::archive::Pick::Skip
+            Pick::Skip
         }
     };
-    for (name, data) in files {
-        if is_archive(name) {
-            let limits = unlimited.to_archive();
-            crate::archive::for_each_member_picking(name, data, &limits, &mut pick, &mut |m| {
-                members.push((m.path, Cow::Owned(m.data)))
-            })
-            .map_err(|e| PayloadError(format!("archive {name}: {e}")))?;
-        } else if pick(name) == crate::archive::Pick::Read {
-            members.push((name.clone(), Cow::Borrowed(data)));
-        }
-    }
+    for_each_member(files, &unlimited, &mut pick, &mut |path, data| {
+        members.push((path, data))
+    })?;
     let opts = crate::rules::ParseOptions::default();
     let per_member: Vec<Vec<(u32, u32, u32, String)>> = members
         .par_iter()

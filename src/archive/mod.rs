@@ -141,10 +141,10 @@ pub fn for_each_member(
     limits: &Limits,
     f: &mut dyn FnMut(Member),
 ) -> Result<(), ArchiveError> {
-    for_each_member_picking(name, bytes, limits, &mut |_| Pick::Read, f)
+    for_each_member_picking(name, bytes, limits, &mut |_, _| Pick::Read, f)
 }
 
-/// What [`for_each_member_picking`] does with a member, told its checked path.
+/// What [`for_each_member_picking`] does with a member, told its checked path and declared size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
     /// Read it and hand it over.
@@ -157,12 +157,13 @@ pub enum Pick {
 }
 
 /// [`for_each_member`] for a caller that wants only some members: each member's path and
-/// type are checked as always, then `pick` says whether it is read.
+/// type are checked as always, then `pick` says whether it is read (before its data is: a
+/// caller can make room for it first).
 pub fn for_each_member_picking(
     name: &str,
     bytes: &[u8],
     limits: &Limits,
-    pick: &mut dyn FnMut(&str) -> Pick,
+    pick: &mut dyn FnMut(&str, u64) -> Pick,
     f: &mut dyn FnMut(Member),
 ) -> Result<(), ArchiveError> {
     match detect(name, bytes) {
@@ -184,11 +185,11 @@ fn read_plain(
     name: &str,
     bytes: &[u8],
     limits: &Limits,
-    pick: &mut dyn FnMut(&str) -> Pick,
+    pick: &mut dyn FnMut(&str, u64) -> Pick,
     f: &mut dyn FnMut(Member),
 ) -> Result<(), ArchiveError> {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name).to_string();
-    if pick(&base) != Pick::Read {
+    if pick(&base, bytes.len() as u64) != Pick::Read {
         return Ok(());
     }
     if bytes.len() as u64 > limits.max_member_size {
@@ -301,7 +302,7 @@ fn read_tar_gz(
     name: &str,
     bytes: &[u8],
     limits: &Limits,
-    pick: &mut dyn FnMut(&str) -> Pick,
+    pick: &mut dyn FnMut(&str, u64) -> Pick,
     f: &mut dyn FnMut(Member),
 ) -> Result<(), ArchiveError> {
     let counter = Counter {
@@ -354,7 +355,7 @@ fn read_tar_entries<R: Read>(
     archive: &mut tar::Archive<Counted<'_, R>>,
     counter: &Counter,
     limits: &Limits,
-    pick: &mut dyn FnMut(&str) -> Pick,
+    pick: &mut dyn FnMut(&str, u64) -> Pick,
     f: &mut dyn FnMut(Member),
 ) -> Result<Pick, ArchiveError> {
     let mut seen = HashSet::new();
@@ -443,7 +444,7 @@ fn read_tar_entries<R: Read>(
         if !seen.insert(path.clone()) {
             return Err(err(name, Some(&shown), ArchiveErrorKind::Duplicate));
         }
-        match pick(&path) {
+        match pick(&path, declared) {
             Pick::Read => {}
             // The tar reader passes over the member's data on the next entry.
             Pick::Skip => continue,
@@ -477,7 +478,7 @@ fn read_zip(
     name: &str,
     bytes: &[u8],
     limits: &Limits,
-    pick: &mut dyn FnMut(&str) -> Pick,
+    pick: &mut dyn FnMut(&str, u64) -> Pick,
     f: &mut dyn FnMut(Member),
 ) -> Result<(), ArchiveError> {
     let corrupt = |member: Option<&str>, e: &dyn std::fmt::Display| {
@@ -541,7 +542,7 @@ fn read_zip(
         if !seen.insert(path.clone()) {
             return Err(err(name, Some(&shown), ArchiveErrorKind::Duplicate));
         }
-        match pick(&path) {
+        match pick(&path, file.size()) {
             Pick::Read => {}
             Pick::Skip => continue,
             Pick::Stop => return Ok(()),

@@ -75,7 +75,7 @@ fn picking_reads_only_the_members_asked_for_and_stops_when_told() {
             "t.tar.gz",
             bytes,
             &small(),
-            &mut |p| {
+            &mut |p, _| {
                 asked.push(p.to_string());
                 if stop {
                     return Pick::Stop;

@@ -9,15 +9,17 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::payload::{self, Limits, PayloadError};
+use crate::archive::Pick;
 use crate::payload::for_each_member;
 use crate::store::NewRule;
 use crate::timing::{self, Activity};
 
-/// Decompressed bytes of rules files read but not yet consumed. The reader waits above it (a
-/// single larger file is still let through alone), so a slow consumer bounds memory instead of
-/// the archive piling up decompressed. 2 MiB keeps both parser threads fed (ET's files are
-/// mostly well under 1 MiB) and measured as fast as 4 MiB.
-const IN_FLIGHT_BYTES: u64 = 2 << 20;
+/// Decompressed bytes of rules files read but not yet consumed. The reader makes room for a
+/// file before it decompresses it, waiting while the allowance is taken (a single larger file
+/// is still let through alone), so a slow consumer bounds memory instead of the archive piling
+/// up decompressed. 3 MiB keeps both parser threads fed (ET's files are mostly well under
+/// 1 MiB); 2 MiB measured slower, 4 MiB no faster.
+const IN_FLIGHT_BYTES: u64 = 3 << 20;
 
 /// One payload member the pipeline uses, in payload order.
 #[derive(Debug)]
@@ -166,23 +168,32 @@ fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc:
     // Decompressed bytes parsed; the total is unknown until the archive is read to its end.
     let bar = crate::progress::bytes(None, "parsing rules");
     let mut n = 0usize;
+    // Room is made for a rules file before it is decompressed (`pick` is told its size), so at
+    // most the allowance is in memory, or one larger file alone.
+    let acquired = std::cell::Cell::new(0u64);
+    // Decompressing since; the wait for room is not decompression.
+    let started = std::cell::Cell::new(std::time::Instant::now());
+    let mut pick = |path: &str, size: u64| {
+        if budget.cancelled.load(Ordering::SeqCst) {
+            Pick::Stop
+        } else if path.ends_with(".rules") {
+            timing::add(Activity::Decompress, started.get().elapsed());
+            budget.acquire(size);
+            started.set(std::time::Instant::now());
+            acquired.set(size);
+            Pick::Read
+        } else if payload::is_ip_list(path) {
+            Pick::Read
+        } else {
+            Pick::Skip
+        }
+    };
     // In place: the decompression stays on this thread, the pool's threads parse.
     let result = rayon::in_place_scope(|scope| {
-        let mut started = std::time::Instant::now();
-        let r = for_each_member(files, limits, &mut |_, path, data| {
-            timing::add(Activity::Decompress, started.elapsed());
-            if budget.cancelled.load(Ordering::SeqCst) {
-                started = std::time::Instant::now();
-                return;
-            }
+        let r = for_each_member(files, limits, &mut pick, &mut |path, data| {
+            timing::add(Activity::Decompress, started.get().elapsed());
             if path.ends_with(".rules") {
-                // Bytes borrowed from a plain payload file cost nothing extra.
-                let bytes = match &data {
-                    std::borrow::Cow::Owned(v) => v.len() as u64,
-                    std::borrow::Cow::Borrowed(_) => 0,
-                };
-                budget.acquire(bytes);
-                let (i, tx, opts, bar) = (n, tx.clone(), &opts, &bar);
+                let (i, tx, opts, bar, bytes) = (n, tx.clone(), &opts, &bar, acquired.get());
                 n += 1;
                 scope.spawn(move |_| {
                     let _parse = timing::Span::new(Activity::Parse);
@@ -206,7 +217,7 @@ fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc:
                     // A closed channel: the consumer is gone, nothing to do.
                     let _ = tx.send(Msg::Item(i, item, bytes));
                 });
-            } else if payload::is_ip_list(&path) {
+            } else {
                 let _ = tx.send(Msg::Item(
                     n,
                     Item::IpList {
@@ -217,9 +228,9 @@ fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc:
                 ));
                 n += 1;
             }
-            started = std::time::Instant::now();
+            started.set(std::time::Instant::now());
         });
-        timing::add(Activity::Decompress, started.elapsed());
+        timing::add(Activity::Decompress, started.get().elapsed());
         r
     });
     let _ = tx.send(Msg::End(result.map(|()| n)));

@@ -127,14 +127,23 @@ pub(super) fn payload_texts_but(
     if want.is_empty() {
         return Ok(HashMap::new());
     }
+    // Each file read straight into a buffer of its size (incremental blob I/O): a SELECT of
+    // the column would hold a second whole copy in SQLite while it is handed over.
     let mut st = conn.prepare_cached(
-        "SELECT name, data FROM payload_files WHERE source = ?1 AND bundle IS NOT ?2 ORDER BY seq",
+        "SELECT name, rowid FROM payload_files WHERE source = ?1 AND bundle IS NOT ?2 ORDER BY seq",
     )?;
-    let files: Vec<(String, Vec<u8>)> = st
+    let rows: Vec<(String, i64)> = st
         .query_map(rusqlite::params![source, new], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
         .collect::<Result<_, _>>()?;
+    let mut files = Vec::with_capacity(rows.len());
+    for (name, row) in rows {
+        let blob = conn.blob_open(rusqlite::MAIN_DB, "payload_files", "data", row, true)?;
+        let mut data = vec![0u8; blob.len()];
+        blob.read_at_exact(&mut data, 0)?;
+        files.push((name, data));
+    }
     let keys: std::collections::HashSet<(u32, u32)> = want.iter().map(|w| w.key).collect();
     let names: std::collections::HashSet<String> = want.iter().map(|w| w.file.clone()).collect();
     let complete = |got: &HashMap<(u32, u32), String>| {

@@ -177,9 +177,12 @@ impl BundleTx<'_> {
             [&self.source],
             |r| r.get(0),
         )?;
+        // The row with a zeroed blob of the right size, then the bytes written into it in
+        // place: bound as a parameter, a payload of megabytes would be copied whole, twice
+        // (the bound value and the record), at the moment the ingest holds the most memory.
         let mut put = self.tx.prepare_cached(
             "INSERT INTO payload_files (source, seq, name, sha256, bundle, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             VALUES (?1, ?2, ?3, ?4, ?5, zeroblob(?6))",
         )?;
         for (i, (name, data)) in files.iter().enumerate() {
             use sha2::{Digest, Sha256};
@@ -190,8 +193,13 @@ impl BundleTx<'_> {
                 name,
                 sha,
                 self.bundle,
-                data
+                data.len() as i64
             ])?;
+            let row = self.tx.last_insert_rowid();
+            let mut blob =
+                self.tx
+                    .blob_open(rusqlite::MAIN_DB, "payload_files", "data", row, false)?;
+            blob.write_all_at(data, 0)?;
         }
         Ok(())
     }
