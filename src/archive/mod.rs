@@ -350,6 +350,32 @@ fn read_tar_gz(
     Ok(())
 }
 
+/// The checks every regular member passes, whatever the container, before the caller picks it:
+/// its declared size within the limit, its path not seen before in the archive.
+fn admit(
+    name: &str,
+    shown: &str,
+    path: &str,
+    size: u64,
+    limits: &Limits,
+    seen: &mut HashSet<String>,
+    pick: &mut dyn FnMut(&str, u64) -> Pick,
+) -> Result<Pick, ArchiveError> {
+    if size > limits.max_member_size {
+        return Err(err(
+            name,
+            Some(shown),
+            ArchiveErrorKind::MemberTooLarge {
+                limit: limits.max_member_size,
+            },
+        ));
+    }
+    if !seen.insert(path.to_string()) {
+        return Err(err(name, Some(shown), ArchiveErrorKind::Duplicate));
+    }
+    Ok(pick(path, size))
+}
+
 fn read_tar_entries<R: Read>(
     name: &str,
     archive: &mut tar::Archive<Counted<'_, R>>,
@@ -432,19 +458,7 @@ fn read_tar_entries<R: Read>(
             }
         }
         let declared = entry.size();
-        if declared > limits.max_member_size {
-            return Err(err(
-                name,
-                Some(&shown),
-                ArchiveErrorKind::MemberTooLarge {
-                    limit: limits.max_member_size,
-                },
-            ));
-        }
-        if !seen.insert(path.clone()) {
-            return Err(err(name, Some(&shown), ArchiveErrorKind::Duplicate));
-        }
-        match pick(&path, declared) {
+        match admit(name, &shown, &path, declared, limits, &mut seen, pick)? {
             Pick::Read => {}
             // The tar reader passes over the member's data on the next entry.
             Pick::Skip => continue,
@@ -530,19 +544,7 @@ fn read_zip(
         if file.encrypted() {
             return Err(err(name, Some(&shown), ArchiveErrorKind::Encrypted));
         }
-        if file.size() > limits.max_member_size {
-            return Err(err(
-                name,
-                Some(&shown),
-                ArchiveErrorKind::MemberTooLarge {
-                    limit: limits.max_member_size,
-                },
-            ));
-        }
-        if !seen.insert(path.clone()) {
-            return Err(err(name, Some(&shown), ArchiveErrorKind::Duplicate));
-        }
-        match pick(&path, file.size()) {
+        match admit(name, &shown, &path, file.size(), limits, &mut seen, pick)? {
             Pick::Read => {}
             Pick::Skip => continue,
             Pick::Stop => return Ok(()),
