@@ -49,62 +49,72 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<Exit> {
             rows
         }
     };
+    // Buffered: a first import's report is a line per rule, tens of thousands of them (a
+    // closed pipe ends the command quietly, `cli::main`).
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
     let mut reports = Vec::new();
     for row in rows {
         let Some(json) = row.report.as_deref() else {
             let why = row.reason.as_deref().unwrap_or("");
-            println!(
+            writeln!(
+                w,
                 "{}",
                 escape(&format!(
                     "{}: {} ({}) {why}: no change report",
                     row.id, row.status, row.stage
                 ))
-            );
+            )?;
             continue;
         };
         reports.push(serde_json::from_str::<Report>(json)?);
     }
     if args.json {
         // One bundle: its report object, as before; several: an array.
-        let text = match reports.as_slice() {
-            [one] => serde_json::to_string_pretty(one)?,
-            many => serde_json::to_string_pretty(many)?,
+        match reports.as_slice() {
+            [one] => serde_json::to_writer_pretty(&mut w, one)?,
+            many => serde_json::to_writer_pretty(&mut w, many)?,
         };
-        println!("{text}");
-        return Ok(Exit::Ok);
-    }
-    for (i, report) in reports.iter().enumerate() {
-        if i > 0 {
-            println!();
+        writeln!(w)?;
+    } else {
+        for (i, report) in reports.iter().enumerate() {
+            if i > 0 {
+                writeln!(w)?;
+            }
+            print_report(&mut w, report, args.limit)?;
         }
-        print_report(report, args.limit);
     }
+    w.flush()?;
     Ok(Exit::Ok)
 }
 
-fn print_report(report: &Report, limit: Option<usize>) {
+fn print_report(w: &mut impl Write, report: &Report, limit: Option<usize>) -> std::io::Result<()> {
     // Ids, file names and messages come from the medium: control characters are escaped.
-    println!("{}", escape(&report.summary()));
+    writeln!(w, "{}", escape(&report.summary()))?;
     for (title, list) in [
         ("added", &report.added),
         ("removed", &report.removed),
         ("modified", &report.modified),
         ("enabled↔disabled", &report.enabled_changed),
     ] {
-        println!("{title}: {}", list.len());
+        writeln!(w, "{title}: {}", list.len())?;
         let shown = limit.unwrap_or(usize::MAX).min(list.len());
         for e in &list[..shown] {
-            println!("  {}", escape(&line(e)));
+            writeln!(w, "  {}", escape(&line(e)))?;
         }
         if shown < list.len() {
-            println!(
+            writeln!(
+                w,
                 "  … and {} more (etferry report {} for all)",
                 list.len() - shown,
                 report.bundle
-            );
+            )?;
         }
     }
+    Ok(())
 }
+
+use std::io::Write;
 
 use crate::safe_name::escape;
 
