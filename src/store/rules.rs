@@ -259,10 +259,13 @@ pub fn rules_in(conn: &Connection, source: &str) -> anyhow::Result<StoredRules> 
             gid: r.get(0)?,
             sid: r.get(1)?,
             rev: r.get(2)?,
+            // Decoded once from the stored digits (no `TextHash` in between: the decode is
+            // the check that they are 32 hex digits).
             hash: {
-                let h: TextHash = r.get(3)?;
                 let mut b = [0u8; 16];
-                hex::decode_to_slice(h.0, &mut b)?;
+                hex::decode_to_slice(r.get_ref(3)?.as_str()?, &mut b).map_err(|e| {
+                    anyhow::anyhow!("the store is damaged: a text hash of source {source}: {e}")
+                })?;
                 b
             },
             enabled: r.get(4)?,
