@@ -64,7 +64,7 @@ pub fn parse_payload(files: &[(String, Vec<u8>)], limits: &Limits) -> Result<Par
 
 /// Class types and categories, one shared copy of each name (a ruleset has a few dozen).
 #[derive(Debug, Default)]
-pub(crate) struct Names(std::collections::HashSet<Arc<str>>);
+pub(crate) struct Names(foldhash::HashSet<Arc<str>>);
 
 impl Names {
     fn get(&mut self, name: &str) -> Arc<str> {

@@ -207,7 +207,7 @@ fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc:
                     );
                     bar.inc(data.len() as u64);
                     drop(data);
-                    let rules = parts.into_iter().flat_map(|c| c.rules).collect();
+                    let rules = concat(parts.into_iter().map(|c| c.rules).collect());
                     let errors = errors.iter().map(|e| e.to_string()).collect();
                     let item = Item::Rules {
                         path: file,
@@ -234,6 +234,23 @@ fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc:
         r
     });
     let _ = tx.send(Msg::End(result.map(|()| n)));
+}
+
+/// The rules of a file's chunks in one vector: the first chunk's, extended in place (most files
+/// are one chunk). A collect through `flat_map` cannot know the total and grows by doubling,
+/// copying every rule again and touching fresh pages at each step.
+fn concat(mut parts: Vec<Vec<NewRule>>) -> Vec<NewRule> {
+    if parts.len() <= 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let mut parts = parts.into_iter();
+    let mut all = parts.next().unwrap_or_default();
+    all.reserve_exact(total - all.len());
+    for p in parts {
+        all.extend(p);
+    }
+    all
 }
 
 #[cfg(test)]
