@@ -88,8 +88,11 @@ fn text_ref(old: &StoredRules, o: &StoredRule) -> TextRef {
 pub enum Step {
     /// Same rev, text and class: the row stays as it is.
     Unchanged,
-    /// New, added again, modified, enabled↔disabled, or unchanged but now in another rules
-    /// file: the row is (re)written with this rule.
+    /// New to the store or added again after a removal: the row is (re)written, and the rule
+    /// belongs in the report's `added` list ([`Differ::added`]).
+    Added,
+    /// Modified, enabled↔disabled, or unchanged but now in another rules file: the row is
+    /// (re)written with this rule.
     Write,
     /// Its (gid, sid) came before in this bundle: nothing was counted; the caller deduplicates
     /// the whole bundle first.
@@ -132,14 +135,24 @@ impl Differ {
         self.d.report_gz = Some(gz);
     }
 
-    fn push_added(&mut self, e: Entry) {
+    /// Put `rules[i]` for each `i` of `added` (the rules [`Differ::add`] said were
+    /// [`Step::Added`], in order) in the report's `added` list. A streamed report takes the
+    /// rules whole to its own thread, which reads the entries from them: the thread that writes
+    /// the rows neither copies them into entries nor frees them.
+    pub fn added(&mut self, rules: Vec<NewRule>, added: Vec<u32>) {
+        if added.is_empty() {
+            return;
+        }
         match &mut self.d.report_gz {
             Some(gz) => {
-                if let Err(err) = gz.added(e) {
+                if let Err(err) = gz.added(rules, added) {
                     self.report_err.get_or_insert(err);
                 }
             }
-            None => self.d.added.push(e),
+            None => {
+                let entries = added.iter().filter_map(|&i| rules.get(i as usize));
+                self.d.added.extend(entries.map(|r| entry(r, None)));
+            }
         }
     }
 
@@ -183,10 +196,6 @@ impl Differ {
                 };
             }
         };
-        if matches!(kind, None | Some("added")) {
-            self.d.counts.added += 1;
-            self.push_added(entry(r, None));
-        }
         if let Some(kind) = kind {
             self.d.history.push(Change {
                 gid: r.gid,
@@ -196,6 +205,10 @@ impl Differ {
                 enabled: r.enabled,
                 hash: r.hash,
             });
+        }
+        if matches!(kind, None | Some("added")) {
+            self.d.counts.added += 1;
+            return Step::Added;
         }
         Step::Write
     }

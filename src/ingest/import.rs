@@ -71,10 +71,15 @@ impl<'t, 's> Feed<'t, 's> {
     }
 
     /// Diff the rules of one file and write the rows that change. `false` at a duplicate key.
-    fn rules(&mut self, rules: &[NewRule]) -> Result<bool, Failed> {
-        let mut write: Vec<&NewRule> = Vec::new();
-        for r in rules {
+    fn rules(&mut self, rules: Vec<NewRule>) -> Result<bool, Failed> {
+        let mut write: Vec<&NewRule> = Vec::with_capacity(rules.len());
+        let mut added: Vec<u32> = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
             match self.differ.add(r) {
+                Step::Added => {
+                    write.push(r);
+                    added.push(i as u32);
+                }
                 Step::Write => write.push(r),
                 Step::Unchanged => {}
                 Step::Duplicate => return Ok(false),
@@ -83,6 +88,8 @@ impl<'t, 's> Feed<'t, 's> {
         // In key order within the file: fewer B-tree pages touched per file.
         write.sort_unstable_by_key(|r| (r.gid, r.sid));
         self.tx.put_rules(&write)?;
+        drop(write);
+        self.differ.added(rules, added);
         Ok(true)
     }
 
@@ -120,7 +127,7 @@ pub fn stream(
             match item? {
                 Item::Rules { rules, errors, .. } => {
                     feed.errors.extend(errors);
-                    if !feed.rules(&rules)? {
+                    if !feed.rules(rules)? {
                         return Ok(None);
                     }
                 }
@@ -144,7 +151,7 @@ pub fn deduplicated(
     let mut feed = Feed::new(tx, crate::store::rules_in(tx.conn(), source)?);
     tx.put_payload(files)?;
     feed.errors = p.errors;
-    feed.rules(&rules)?;
+    feed.rules(rules)?;
     let mut s = feed.finish()?;
     s.indicators = p.indicators;
     s.indicator_errors = p.indicator_errors;

@@ -9,15 +9,16 @@ use std::io::Write;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use super::diff::{Entry, Report};
+use serde::Serialize;
+
+use super::diff::Report;
+use crate::store::NewRule;
 use crate::timing::{self, Activity};
 
-/// Entries handed to the report thread at a time.
-const BATCH: usize = 1024;
-
 enum Msg {
-    /// More of `added`, in order.
-    Added(Vec<Entry>),
+    /// More of `added`, in order: the rules of one file and which of them (by position) were
+    /// added.
+    Added(Vec<NewRule>, Vec<u32>),
     /// The end of the JSON object, after the last entry.
     Tail(Vec<u8>),
 }
@@ -27,8 +28,34 @@ enum Msg {
 pub struct ReportGz {
     tx: Option<mpsc::SyncSender<Msg>>,
     thread: Option<JoinHandle<anyhow::Result<Vec<u8>>>>,
-    batch: Vec<Entry>,
     entries: usize,
+}
+
+/// An `added` entry as [`super::diff::Entry`] serialises it (same fields, same order; an added
+/// rule has no previous rev), read from the rule itself.
+#[derive(Serialize)]
+struct AddedEntry<'a> {
+    gid: u32,
+    sid: u32,
+    rev: u32,
+    msg: &'a str,
+    file: &'a str,
+    category: Option<&'a str>,
+    enabled: bool,
+}
+
+impl<'a> From<&'a NewRule> for AddedEntry<'a> {
+    fn from(r: &'a NewRule) -> Self {
+        AddedEntry {
+            gid: r.gid,
+            sid: r.sid,
+            rev: r.rev,
+            msg: &r.msg,
+            file: &r.file,
+            category: r.category.as_deref(),
+            enabled: r.enabled,
+        }
+    }
 }
 
 impl std::fmt::Debug for ReportGz {
@@ -48,13 +75,13 @@ fn compress(rx: mpsc::Receiver<Msg>) -> anyhow::Result<Vec<u8>> {
     for msg in rx {
         let _busy = timing::Span::new(Activity::Report);
         match msg {
-            Msg::Added(entries) => {
-                for e in &entries {
+            Msg::Added(rules, added) => {
+                for r in added.iter().filter_map(|&i| rules.get(i as usize)) {
                     if !first {
                         w.write_all(b",")?;
                     }
                     first = false;
-                    serde_json::to_writer(&mut w, e)?;
+                    serde_json::to_writer(&mut w, &AddedEntry::from(r))?;
                 }
             }
             Msg::Tail(tail) => {
@@ -75,20 +102,14 @@ impl ReportGz {
         ReportGz {
             tx: Some(tx),
             thread: Some(std::thread::spawn(move || compress(rx))),
-            batch: Vec::with_capacity(BATCH),
             entries: 0,
         }
     }
 
-    /// Append one entry to `added`.
-    pub fn added(&mut self, e: Entry) -> anyhow::Result<()> {
-        self.entries += 1;
-        self.batch.push(e);
-        if self.batch.len() >= BATCH {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-            self.send(Msg::Added(batch))?;
-        }
-        Ok(())
+    /// Append `rules[i]` for each `i` of `added` to `added`.
+    pub fn added(&mut self, rules: Vec<NewRule>, added: Vec<u32>) -> anyhow::Result<()> {
+        self.entries += added.len();
+        self.send(Msg::Added(rules, added))
     }
 
     fn send(&mut self, msg: Msg) -> anyhow::Result<()> {
@@ -114,8 +135,6 @@ impl ReportGz {
     /// The gzipped report: the entries given to [`ReportGz::added`] as its `added` list, every
     /// other field from `report` (whose own `added` is left out).
     pub fn finish(mut self, report: &Report) -> anyhow::Result<Vec<u8>> {
-        let batch = std::mem::take(&mut self.batch);
-        self.send(Msg::Added(batch))?;
         let mut rest = serde_json::to_value(report)?;
         if let Some(o) = rest.as_object_mut() {
             o.remove("added");
@@ -132,17 +151,37 @@ impl ReportGz {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::diff::Entry;
     use std::io::Read;
 
-    fn entry(sid: u32) -> Entry {
-        Entry {
+    fn rule(sid: u32) -> NewRule {
+        let text = format!(
+            "alert ip any any -> any any (msg:\"ET TEST \\\"quoted\\\" {sid}\"; sid:{sid}; rev:2;)"
+        );
+        NewRule {
             gid: 1,
             sid,
             rev: 2,
             msg: format!("ET TEST \"quoted\" {sid}").into(),
-            file: "rules/emerging-test.rules".into(),
-            category: Some("TEST".into()),
+            hash: crate::store::text_hash(&text),
             enabled: sid.is_multiple_of(2),
+            classtype: None,
+            // Some rules without a category: `null` in the report.
+            category: (!sid.is_multiple_of(5)).then(|| "TEST".into()),
+            file: format!("rules/emerging-test-{}.rules", sid / 1000).into(),
+            line: sid as usize,
+        }
+    }
+
+    fn entry(r: &NewRule) -> Entry {
+        Entry {
+            gid: r.gid,
+            sid: r.sid,
+            rev: r.rev,
+            msg: r.msg.clone(),
+            file: r.file.clone(),
+            category: r.category.clone(),
+            enabled: r.enabled,
             previous_rev: None,
         }
     }
@@ -155,7 +194,7 @@ mod tests {
             sequence: 3,
             counts: Default::default(),
             added,
-            removed: vec![entry(9)],
+            removed: vec![entry(&rule(9))],
             modified: Vec::new(),
             enabled_changed: Vec::new(),
             rules: 1,
@@ -171,28 +210,44 @@ mod tests {
         }
     }
 
-    fn gunzip(z: &[u8]) -> Report {
+    fn gunzip(z: &[u8]) -> String {
         let mut s = String::new();
         flate2::read::GzDecoder::new(z)
             .read_to_string(&mut s)
             .unwrap();
-        serde_json::from_str(&s).unwrap()
+        s
+    }
+
+    #[test]
+    fn an_added_entry_is_serialised_as_the_report_entry_byte_for_byte() {
+        for sid in [1, 5, 10, 2_000_001] {
+            let r = rule(sid);
+            assert_eq!(
+                serde_json::to_string(&AddedEntry::from(&r)).unwrap(),
+                serde_json::to_string(&entry(&r)).unwrap()
+            );
+        }
     }
 
     #[test]
     fn streamed_report_reads_back_as_the_whole_one() {
         for n in [0u32, 1, 5_000] {
-            let all: Vec<Entry> = (1..=n).map(entry).collect();
             let mut gz = ReportGz::start();
-            for e in &all {
-                gz.added(e.clone()).unwrap();
+            let mut want = Vec::new();
+            // Files of 700 rules; every third rule of a file is not an added one.
+            let all: Vec<NewRule> = (1..=n).map(rule).collect();
+            for file in all.chunks(700) {
+                let added: Vec<u32> = (0..file.len() as u32).filter(|i| i % 3 != 1).collect();
+                want.extend(added.iter().map(|&i| entry(&file[i as usize])));
+                gz.added(file.to_vec(), added).unwrap();
             }
-            let back = gunzip(&gz.finish(&report(Vec::new())).unwrap());
-            let want = report(all);
+            let back: Report =
+                serde_json::from_str(&gunzip(&gz.finish(&report(Vec::new())).unwrap())).unwrap();
+            assert_eq!(back.added.len(), want.len(), "{n} rules");
             assert_eq!(
                 serde_json::to_value(&back).unwrap(),
-                serde_json::to_value(&want).unwrap(),
-                "{n} entries"
+                serde_json::to_value(report(want)).unwrap(),
+                "{n} rules"
             );
         }
     }
