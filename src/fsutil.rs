@@ -203,6 +203,13 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Write a new file with mode 0600 and fsync it (an existing file is replaced).
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = create_private(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// Create (or truncate) a private (0600) file for writing.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
     let mut o = OpenOptions::new();
     o.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -210,15 +217,14 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    let mut f = o.open(path)?;
+    let f = o.open(path)?;
     // An existing file keeps its mode through `open`: narrow it too.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
     }
-    f.write_all(data)?;
-    f.sync_all()
+    Ok(f)
 }
 
 /// Move a file or directory tree. A rename where it can be; across file systems (`EXDEV`) a

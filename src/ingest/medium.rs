@@ -121,20 +121,64 @@ fn copy_listed(
         if !bundle::safe_relative_path(&f.path) || !listed.insert(f.path.clone()) {
             continue;
         }
-        match fsutil::read_medium(src, &f.path, f.size) {
-            Ok(data) => write(tmp, &f.path, &data)?,
-            Err(e) if e.is_not_found() => {}
-            Err(MediumError::TooLarge { .. }) => {
+        match copy_file(src, tmp, &f.path, f.size) {
+            Ok(()) => {}
+            Err(Failed::Write(e)) => return Err(e),
+            Err(Failed::Medium(e)) if e.is_not_found() => {}
+            Err(Failed::Medium(MediumError::TooLarge { .. })) => {
                 return Err(CopyError::Refused(format!(
                     "{name}: file {} is larger than the {} bytes the manifest says",
                     crate::safe_name::escape(&f.path),
                     f.size
                 )))
             }
-            Err(e) => return Err(CopyError::medium(name, e)),
+            Err(Failed::Medium(e)) => return Err(CopyError::medium(name, e)),
         }
     }
     Ok(listed)
+}
+
+/// Why one listed file was not copied: the medium's side, or this machine's.
+enum Failed {
+    Medium(MediumError),
+    Write(CopyError),
+}
+
+/// Copy the listed file `rel` (at most `cap` bytes) from the medium into `tmp`, by the kernel:
+/// a payload of megabytes is not read into memory here only to be written out and freed (the
+/// verification reads the copy). The same checks as [`fsutil::read_medium`]: no link from `src`
+/// down, a regular file, nothing past the cap.
+fn copy_file(src: &Path, tmp: &Path, rel: &str, cap: u64) -> Result<(), Failed> {
+    fsutil::check_no_symlinks(src, rel).map_err(Failed::Medium)?;
+    let from_path = src.join(rel);
+    let from = fsutil::open_nofollow(&from_path).map_err(Failed::Medium)?;
+    let to = tmp.join(rel);
+    let fault = |e: std::io::Error, what: String| Failed::Write(CopyError::fault(e, what));
+    if let Some(p) = to.parent() {
+        fsutil::create_private_dir(p)
+            .map_err(|e| fault(e, format!("cannot create {}", p.display())))?;
+    }
+    let mut out = fsutil::create_private(&to)
+        .map_err(|e| fault(e, format!("cannot write {}", to.display())))?;
+    // One byte past the cap, to see a file larger than the manifest says.
+    let copied = std::io::copy(
+        &mut std::io::Read::take(from, cap.saturating_add(1)),
+        &mut out,
+    )
+    .map_err(|e| {
+        fault(
+            e,
+            format!("cannot copy {} to {}", from_path.display(), to.display()),
+        )
+    })?;
+    if copied > cap {
+        return Err(Failed::Medium(MediumError::TooLarge {
+            what: from_path.display().to_string(),
+            cap,
+        }));
+    }
+    out.sync_all()
+        .map_err(|e| fault(e, format!("cannot write {}", to.display())))
 }
 
 fn write(tmp: &Path, rel: &str, data: &[u8]) -> Result<(), CopyError> {
