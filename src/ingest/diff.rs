@@ -62,7 +62,8 @@ pub struct Diff {
     pub report_gz: Option<ReportGz>,
 }
 
-fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
+/// The report entry of `r`.
+pub(crate) fn entry(r: &NewRule, previous_rev: Option<u32>) -> Entry {
     Entry {
         gid: r.gid,
         sid: r.sid,

@@ -174,16 +174,7 @@ mod tests {
     }
 
     fn entry(r: &NewRule) -> Entry {
-        Entry {
-            gid: r.gid,
-            sid: r.sid,
-            rev: r.rev,
-            msg: r.msg.clone(),
-            file: r.file.clone(),
-            category: r.category.clone(),
-            enabled: r.enabled,
-            previous_rev: None,
-        }
+        crate::ingest::diff::entry(r, None)
     }
 
     fn report(added: Vec<Entry>) -> Report {
