@@ -92,9 +92,9 @@ impl Writeback {
         let _ = self.ask.try_send(());
     }
 
-    /// Stop the thread and close its descriptor. Called with no transaction open: closing any
-    /// descriptor of the database file drops the process's POSIX locks on it, which SQLite
-    /// holds only inside a transaction in this journal mode.
+    /// Stop the thread and close its descriptor. Called with no transaction open and before the
+    /// switch back to WAL: closing any descriptor of the database file drops all of the process's
+    /// POSIX locks on it, and in rollback-journal mode SQLite holds none between transactions.
     fn stop(self) {
         drop(self.ask);
         let _ = self.thread.join();
@@ -124,8 +124,7 @@ impl<'s> RollbackJournal<'s> {
 
 impl Drop for RollbackJournal<'_> {
     fn drop(&mut self) {
-        // Before the switch back: in WAL mode SQLite keeps a lock on the file between
-        // transactions, which closing the thread's descriptor would drop.
+        // Before the switch back, while SQLite holds no lock on the file (see `Writeback::stop`).
         if let Some(w) = self.writeback.take() {
             w.stop();
         }
