@@ -1,7 +1,7 @@
 //! The stored change report, gzipped while it is made. The `added` list is the one that can hold
-//! a whole ruleset (a first import adds every rule): its entries go, a batch at a time, to a
-//! thread of their own that serialises and compresses them as the rules are diffed, so the list
-//! is never held whole and the work is done by the time the bundle is committed. The rest of the
+//! a whole ruleset (a first import adds every rule): each rules file's rules go, once diffed and
+//! written, to a thread of their own that serialises the added ones and compresses them, so the
+//! list is never held whole and the work is done by the time the bundle is committed. The rest of the
 //! report follows at the end. The result is the report's JSON object (keys in another order),
 //! gzipped.
 
@@ -97,7 +97,7 @@ fn compress(rx: mpsc::Receiver<Msg>) -> anyhow::Result<Vec<u8>> {
 impl ReportGz {
     /// Start the report thread and the report's JSON object.
     pub fn start() -> ReportGz {
-        // A few batches in flight: the thread keeps up, and memory stays a few batches.
+        // A few files in flight: the thread keeps up, and memory stays a few files' rules.
         let (tx, rx) = mpsc::sync_channel::<Msg>(4);
         ReportGz {
             tx: Some(tx),
