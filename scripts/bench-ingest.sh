@@ -6,7 +6,8 @@
 #   2. `etferry ingest` of the next day's bundle into that store (rev bumps, new and disabled rules);
 #   3. suricata-update (from PyPI, in a virtual environment) processing the same day-1 archive
 #      offline: --no-test --no-reload --url file://…, with its own temp data and output dirs.
-# Each is run RUNS times (default 5), interleaved, and the median is reported, then the ratios.
+# Each is run RUNS times (default 5), interleaved, and the median is reported, then the ratios
+# (and the day-1 and day-2 speed ratios round by round, lowest to highest: the machine's noise).
 # BASELINE_BIN=path/to/an/older/etferry adds its day-1 and day-2 rows (the same bundles) for a
 # before/after comparison in the same run. Last, one day-1 and one day-2 run with ETFERRY_TIMINGS=1
 # print where the time and memory go (stage marks, and the work that overlaps).
@@ -116,6 +117,13 @@ ratio() { echo "scale=1; $1 / $2" | bc -l; }
 frac() { echo "scale=3; $1 / $2" | bc -l; }
 echo "speed: suricata-update / etferry day 1 = $(ratio "$(wall su)" "$(wall etf1)")x" \
     " (day 2: $(ratio "$(wall su)" "$(wall etf2)")x)"
+# The same ratio round by round (the runs of a round are back to back): how far the machine's
+# load moves it.
+spread() {
+    paste -d' ' <(cut -d' ' -f1 "$TMP/time-su") <(cut -d' ' -f1 "$TMP/time-$1") |
+        awk '{print $1 / $2}' | sort -n | awk '{a[NR]=$1} END {printf "%.1f-%.1f", a[1], a[NR]}'
+}
+echo "speed, round by round: day 1 $(spread etf1)x, day 2 $(spread etf2)x"
 echo "memory: etferry day 1 peak RSS / suricata-update = $(frac "$(rss etf1)" "$(rss su)")" \
     " (day 2: $(frac "$(rss etf2)" "$(rss su)"))"
 if [ -n "${BASELINE_BIN:-}" ]; then
