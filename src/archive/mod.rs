@@ -411,51 +411,28 @@ fn read_tar_entries<R: Read>(
                 .unwrap_or_default()
         };
         use tar::EntryType as T;
-        match entry.header().entry_type() {
-            T::Regular | T::Continuous => {}
+        // Only regular files are members; a directory is passed over; anything else refuses
+        // the archive, named by its kind.
+        let refused = match entry.header().entry_type() {
+            T::Regular | T::Continuous => None,
             T::Directory => continue,
-            T::Symlink => {
-                let target = link_target();
-                return Err(err(
-                    name,
-                    Some(&shown),
-                    ArchiveErrorKind::Symlink { target },
-                ));
-            }
-            T::Link => {
-                let target = link_target();
-                return Err(err(
-                    name,
-                    Some(&shown),
-                    ArchiveErrorKind::HardLink { target },
-                ));
-            }
-            T::Char => {
-                return Err(err(
-                    name,
-                    Some(&shown),
-                    ArchiveErrorKind::Special("character device"),
-                ))
-            }
-            T::Block => {
-                return Err(err(
-                    name,
-                    Some(&shown),
-                    ArchiveErrorKind::Special("block device"),
-                ))
-            }
-            T::Fifo => return Err(err(name, Some(&shown), ArchiveErrorKind::Special("fifo"))),
-            T::GNUSparse => {
-                return Err(err(
-                    name,
-                    Some(&shown),
-                    ArchiveErrorKind::Special("sparse file"),
-                ))
-            }
-            other => {
-                let what = format!("tar entry type {:?}", other.as_byte() as char);
-                return Err(err(name, Some(&shown), ArchiveErrorKind::CorruptTar(what)));
-            }
+            T::Symlink => Some(ArchiveErrorKind::Symlink {
+                target: link_target(),
+            }),
+            T::Link => Some(ArchiveErrorKind::HardLink {
+                target: link_target(),
+            }),
+            T::Char => Some(ArchiveErrorKind::Special("character device")),
+            T::Block => Some(ArchiveErrorKind::Special("block device")),
+            T::Fifo => Some(ArchiveErrorKind::Special("fifo")),
+            T::GNUSparse => Some(ArchiveErrorKind::Special("sparse file")),
+            other => Some(ArchiveErrorKind::CorruptTar(format!(
+                "tar entry type {:?}",
+                other.as_byte() as char
+            ))),
+        };
+        if let Some(kind) = refused {
+            return Err(err(name, Some(&shown), kind));
         }
         let declared = entry.size();
         match admit(name, &shown, &path, declared, limits, &mut seen, pick)? {
