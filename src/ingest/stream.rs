@@ -239,10 +239,7 @@ fn read(files: &[(String, Vec<u8>)], limits: &Limits, budget: &Budget, tx: mpsc:
 /// The rules of a file's chunks in one vector: the first chunk's, extended in place (most files
 /// are one chunk). A collect through `flat_map` cannot know the total and grows by doubling,
 /// copying every rule again and touching fresh pages at each step.
-fn concat(mut parts: Vec<Vec<NewRule>>) -> Vec<NewRule> {
-    if parts.len() <= 1 {
-        return parts.pop().unwrap_or_default();
-    }
+fn concat(parts: Vec<Vec<NewRule>>) -> Vec<NewRule> {
     let total: usize = parts.iter().map(Vec::len).sum();
     let mut parts = parts.into_iter();
     let mut all = parts.next().unwrap_or_default();
