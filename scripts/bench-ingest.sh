@@ -113,7 +113,8 @@ for l in $labels; do
     printf "%-46s %8.3f %8.3f %10.1f\n" "$name" "$(wall $l)" "$(cpu $l)" "$(echo "$(rss $l) / 1024" | bc -l)"
 done
 echo
-ratio() { echo "scale=1; $1 / $2" | bc -l; }
+# Rounded, not truncated: bc with scale=1 printed equal times as .9x.
+ratio() { printf "%.1f" "$(echo "$1 / $2" | bc -l)"; }
 frac() { echo "scale=3; $1 / $2" | bc -l; }
 echo "speed: suricata-update / etferry day 1 = $(ratio "$(wall su)" "$(wall etf1)")x" \
     " (day 2: $(ratio "$(wall su)" "$(wall etf2)")x)"
