@@ -69,27 +69,7 @@ pub(super) fn consume_indicator(st: &mut State, cfg: &SimConfig, o: &Value) -> V
             ind.sources.push(src);
         }
     }
-    for a in o
-        .get("attributes")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-    {
-        let (Some(n), Some(v)) = (
-            a.get("name").and_then(Value::as_str),
-            a.get("value").and_then(Value::as_str),
-        ) else {
-            continue;
-        };
-        if !ind.attributes.iter().any(|x| x.name == n && x.value == v) {
-            ind.attributes.push(Attr {
-                id: next_attr,
-                name: n.to_string(),
-                value: v.to_string(),
-            });
-            next_attr += 1;
-        }
-    }
+    merge_attributes(&mut ind.attributes, o, &mut next_attr);
     let out = json!({"id": ind.id, "value": ind.value, "type": {"name": ind.kind}, "status": {"name": ind.status}});
     st.next_id = next_attr;
     out
@@ -241,11 +221,20 @@ pub(super) fn consume_one(st: &mut State, cfg: &SimConfig, o: &Value) -> Value {
             s.sources.push(src);
         }
     }
+    merge_attributes(&mut s.attributes, o, &mut next_attr);
+    let out = json!({"id": s.id, "name": s.name, "value": s.value, "hash": hash, "status": {"name": s.status}});
+    st.next_id = next_attr;
+    out
+}
+
+/// Add the object's `attributes` that `list` lacks, numbering them from `next_id`. Attributes are
+/// multi-valued: a new value is added beside an old one of the same name.
+fn merge_attributes(list: &mut Vec<Attr>, o: &Value, next_id: &mut u64) {
     for a in o
         .get("attributes")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
     {
         let (Some(n), Some(v)) = (
             a.get("name").and_then(Value::as_str),
@@ -253,17 +242,13 @@ pub(super) fn consume_one(st: &mut State, cfg: &SimConfig, o: &Value) -> Value {
         ) else {
             continue;
         };
-        // Multi-valued: a new value is added beside an old one of the same name.
-        if !s.attributes.iter().any(|x| x.name == n && x.value == v) {
-            s.attributes.push(Attr {
-                id: next_attr,
+        if !list.iter().any(|x| x.name == n && x.value == v) {
+            list.push(Attr {
+                id: *next_id,
                 name: n.to_string(),
                 value: v.to_string(),
             });
-            next_attr += 1;
+            *next_id += 1;
         }
     }
-    let out = json!({"id": s.id, "name": s.name, "value": s.value, "hash": hash, "status": {"name": s.status}});
-    st.next_id = next_attr;
-    out
 }

@@ -300,11 +300,7 @@ fn route(
                 _ => Reply::Normal,
             };
             let Some(list) = body.as_array() else {
-                return (
-                    400,
-                    json!({"errors": ["body must be an array"]}),
-                    Reply::Normal,
-                );
+                return not_an_array();
             };
             let mut out = Vec::new();
             for o in list {
@@ -343,11 +339,7 @@ fn route(
                 );
             }
             let Some(list) = body.as_array() else {
-                return (
-                    400,
-                    json!({"errors": ["body must be an array"]}),
-                    Reply::Normal,
-                );
+                return not_an_array();
             };
             let out: Vec<Value> = list
                 .iter()
@@ -357,11 +349,7 @@ fn route(
         }
         ("POST", ["api", "malware", "consume"]) => {
             let Some(list) = body.as_array() else {
-                return (
-                    400,
-                    json!({"errors": ["body must be an array"]}),
-                    Reply::Normal,
-                );
+                return not_an_array();
             };
             let mut out = Vec::new();
             for o in list {
@@ -450,4 +438,13 @@ fn route(
         }
         _ => (404, json!({"errors": ["no such route"]}), Reply::Normal),
     }
+}
+
+/// The answer to a `/consume` whose body is not a JSON array.
+fn not_an_array() -> (u16, Value, Reply) {
+    (
+        400,
+        json!({"errors": ["body must be an array"]}),
+        Reply::Normal,
+    )
 }
