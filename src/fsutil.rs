@@ -157,12 +157,19 @@ pub fn open_nofollow(path: &Path) -> Result<File, MediumError> {
     Ok(f)
 }
 
-/// Read `rel` under `root` from the medium: no link anywhere from `root` down, a regular file,
-/// at most `cap` bytes (more is [`MediumError::TooLarge`]; nothing past the cap is read).
-pub fn read_medium(root: &Path, rel: &str, cap: u64) -> Result<Vec<u8>, MediumError> {
+/// Open `rel` under `root` on the medium, and its path: no link anywhere from `root` down, a
+/// regular file. Every read of a file off the medium starts here.
+pub fn open_medium(root: &Path, rel: &str) -> Result<(File, PathBuf), MediumError> {
     check_no_symlinks(root, rel)?;
     let path = root.join(rel);
     let f = open_nofollow(&path)?;
+    Ok((f, path))
+}
+
+/// Read `rel` under `root` from the medium ([`open_medium`]), at most `cap` bytes (more is
+/// [`MediumError::TooLarge`]; nothing past the cap is read).
+pub fn read_medium(root: &Path, rel: &str, cap: u64) -> Result<Vec<u8>, MediumError> {
+    let (f, path) = open_medium(root, rel)?;
     read_capped(f, &path.display().to_string(), cap)
 }
 

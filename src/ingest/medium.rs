@@ -4,7 +4,8 @@
 //! stays on the medium and is named in a warning.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use crate::bundle::{self, MANIFEST, MANIFEST_CAP, SIGNATURE, SIGNATURE_CAP};
 use crate::fsutil::{self, MediumError};
@@ -146,20 +147,12 @@ enum Failed {
 
 /// Copy the listed file `rel` (at most `cap` bytes) from the medium into `tmp`, by the kernel:
 /// a payload of megabytes is not read into memory here only to be written out and freed (the
-/// verification reads the copy). The same checks as [`fsutil::read_medium`]: no link from `src`
-/// down, a regular file, nothing past the cap.
+/// verification reads the copy). Opened as [`fsutil::read_medium`] opens it, and nothing past
+/// the cap.
 fn copy_file(src: &Path, tmp: &Path, rel: &str, cap: u64) -> Result<(), Failed> {
-    fsutil::check_no_symlinks(src, rel).map_err(Failed::Medium)?;
-    let from_path = src.join(rel);
-    let from = fsutil::open_nofollow(&from_path).map_err(Failed::Medium)?;
-    let to = tmp.join(rel);
+    let (from, from_path) = fsutil::open_medium(src, rel).map_err(Failed::Medium)?;
+    let (mut out, to) = create(tmp, rel).map_err(Failed::Write)?;
     let fault = |e: std::io::Error, what: String| Failed::Write(CopyError::fault(e, what));
-    if let Some(p) = to.parent() {
-        fsutil::create_private_dir(p)
-            .map_err(|e| fault(e, format!("cannot create {}", p.display())))?;
-    }
-    let mut out = fsutil::create_private(&to)
-        .map_err(|e| fault(e, format!("cannot write {}", to.display())))?;
     // One byte past the cap, to see a file larger than the manifest says.
     let copied = std::io::copy(
         &mut std::io::Read::take(from, cap.saturating_add(1)),
@@ -182,13 +175,22 @@ fn copy_file(src: &Path, tmp: &Path, rel: &str, cap: u64) -> Result<(), Failed> 
 }
 
 fn write(tmp: &Path, rel: &str, data: &[u8]) -> Result<(), CopyError> {
+    let (mut f, to) = create(tmp, rel)?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| CopyError::fault(e, format!("cannot write {}", to.display())))
+}
+
+/// Create `rel` under `tmp` for writing, private, with its folders; and its path.
+fn create(tmp: &Path, rel: &str) -> Result<(std::fs::File, PathBuf), CopyError> {
     let to = tmp.join(rel);
     if let Some(p) = to.parent() {
         fsutil::create_private_dir(p)
             .map_err(|e| CopyError::fault(e, format!("cannot create {}", p.display())))?;
     }
-    fsutil::write_private(&to, data)
-        .map_err(|e| CopyError::fault(e, format!("cannot write {}", to.display())))
+    let f = fsutil::create_private(&to)
+        .map_err(|e| CopyError::fault(e, format!("cannot write {}", to.display())))?;
+    Ok((f, to))
 }
 
 /// Entries under `src` that are neither listed nor a directory on the way to a listed file.
