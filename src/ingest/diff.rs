@@ -2,10 +2,9 @@
 //! per-SID change report built from it.
 
 use std::collections::HashMap;
-
-use foldhash::HashSetExt;
 use std::sync::Arc;
 
+use foldhash::HashSetExt;
 use serde::{Deserialize, Serialize};
 
 use super::report_gz::ReportGz;
